@@ -1,0 +1,83 @@
+"""Settings sections shared by every service.
+
+Each service owns exactly one settings object (a subclass of :class:`ServiceSettings`),
+built once in its composition root. Nothing else reads ``os.environ``.
+
+Environment names are ``METALCAST_<SECTION>__<FIELD>``, e.g. ``METALCAST_POSTGRES__URL``,
+``METALCAST_KAFKA__BOOTSTRAP_SERVERS``, ``METALCAST_S3__ENDPOINT_URL``. ``metalcast stack env``
+prints these names for the local stack; compose.yaml uses the same ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from metalcast_core._symbols import DEFAULT_KNOWN_SYMBOLS
+
+PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "minioadmin", "password", ""})
+
+
+class PostgresSettings(BaseModel):
+    url: str = "postgresql://postgres@127.0.0.1:55432/metalcast"
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=5, ge=1)
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:59092"
+    client_id: str = "metalcast"
+    ticks_partitions: int = Field(default=6, ge=1)
+
+
+class S3Settings(BaseModel):
+    endpoint_url: str | None = "http://127.0.0.1:59000"
+    access_key_id: SecretStr = SecretStr("metalcast")
+    secret_access_key: SecretStr = SecretStr("metalcast-local-secret")
+    region: str = "us-east-1"
+    models_bucket: str = "metalcast-models"
+    backups_bucket: str = "metalcast-backups"
+
+
+def _default_migrations_dir() -> Path:
+    here = Path.cwd() / "infra" / "migrations"
+    if here.is_dir():
+        return here
+    # Fall back to the repository this library was installed from (editable install).
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "infra" / "migrations"
+        if candidate.is_dir():
+            return candidate
+    return here
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings: the sections all services share."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="METALCAST_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    environment: Literal["local", "test", "production"] = "local"
+    log_level: str = "INFO"
+    postgres: PostgresSettings = PostgresSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    s3: S3Settings = S3Settings()
+    known_symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_KNOWN_SYMBOLS))
+    migrations_dir: Path = Field(default_factory=_default_migrations_dir)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Self:
+        if self.environment == "production":
+            secret = self.s3.secret_access_key.get_secret_value()
+            if secret in PLACEHOLDER_SECRETS or secret == "metalcast-local-secret":
+                raise ValueError(
+                    "METALCAST_S3__SECRET_ACCESS_KEY is a placeholder; set a real secret "
+                    "in production"
+                )
+        return self

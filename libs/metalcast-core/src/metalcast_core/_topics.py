@@ -1,0 +1,58 @@
+"""Topic registry: each topic is bound to exactly one event type, here and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import ValidationError
+
+from metalcast_core._events import BatchLoaded, DeadLetter, Event, ModelsTrained, PriceTick
+
+E = TypeVar("E", bound=Event)
+
+
+class DecodeError(ValueError):
+    """A message's bytes are not a valid event of its topic's type."""
+
+
+@dataclass(frozen=True)
+class Topic(Generic[E]):
+    name: str
+    event_type: type[E]
+    partitions: int = 1
+    retention_ms: int | None = None
+
+    def encode(self, event: E) -> bytes:
+        if not isinstance(event, self.event_type):
+            raise TypeError(f"{self.name} carries {self.event_type.__name__}, not {type(event)}")
+        return event.model_dump_json().encode()
+
+    def decode(self, data: bytes | None) -> E:
+        if data is None:
+            raise DecodeError("empty message (tombstone)")
+        try:
+            return self.event_type.model_validate_json(data)
+        except ValidationError as exc:
+            raise DecodeError(_summarise(exc)) from exc
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(x) for x in err["loc"]) or "<message>"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+TICKS: Topic[PriceTick] = Topic("prices.ticks.v1", PriceTick, partitions=6)
+TICKS_DLQ: Topic[DeadLetter] = Topic("prices.ticks.dlq", DeadLetter, partitions=1)
+BATCH_LOADED: Topic[BatchLoaded] = Topic("pipeline.batch-loaded.v1", BatchLoaded, partitions=1)
+MODELS_TRAINED: Topic[ModelsTrained] = Topic("models.trained.v1", ModelsTrained, partitions=1)
+
+ALL_TOPICS: tuple[Topic[BatchLoaded] | Topic[DeadLetter] | Topic[ModelsTrained] | Topic[PriceTick], ...] = (
+    TICKS,
+    TICKS_DLQ,
+    BATCH_LOADED,
+    MODELS_TRAINED,
+)

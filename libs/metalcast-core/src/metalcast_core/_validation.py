@@ -1,0 +1,22 @@
+"""Business checks on a tick that go beyond its schema (known symbol, sane timestamp)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+
+from metalcast_core._events import PriceTick
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+
+
+def tick_problem(tick: PriceTick, known_symbols: Collection[str], now: datetime) -> str | None:
+    """Return why ``tick`` must not be stored, or ``None`` if it is fine."""
+    if tick.symbol not in known_symbols:
+        return f"unknown symbol {tick.symbol!r}; known: {', '.join(sorted(known_symbols))}"
+    if tick.observed_at < EARLIEST:
+        return f"observed_at {tick.observed_at.isoformat()} is before {EARLIEST.year}"
+    if tick.observed_at > now + MAX_CLOCK_SKEW:
+        return f"observed_at {tick.observed_at.isoformat()} is in the future"
+    return None
