@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -62,10 +63,8 @@ async def ensure_topics(settings: KafkaSettings) -> list[str]:
             partitions = settings.ticks_partitions if topic is TICKS else topic.partitions
             wanted.append(NewTopic(topic.name, num_partitions=partitions, replication_factor=1))
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
         return [t.name for t in wanted]
     finally:
         await admin.close()
