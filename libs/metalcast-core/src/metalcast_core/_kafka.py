@@ -58,10 +58,11 @@ async def ensure_topics(settings: KafkaSettings) -> list[str]:
         existing = set(await admin.list_topics())
         wanted = []
         for topic in ALL_TOPICS:
-            if topic.name in existing:
+            name = settings.topic_name(topic)
+            if name in existing:
                 continue
             partitions = settings.ticks_partitions if topic is TICKS else topic.partitions
-            wanted.append(NewTopic(topic.name, num_partitions=partitions, replication_factor=1))
+            wanted.append(NewTopic(name, num_partitions=partitions, replication_factor=1))
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)

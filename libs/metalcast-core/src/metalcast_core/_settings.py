@@ -11,12 +11,13 @@ prints these names for the local stack; compose.yaml uses the same ones.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from metalcast_core._symbols import DEFAULT_KNOWN_SYMBOLS
+from metalcast_core._topics import Topic
 
 PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "minioadmin", "password", ""})
 
@@ -31,6 +32,11 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:59092"
     client_id: str = "metalcast"
     ticks_partitions: int = Field(default=6, ge=1)
+    # Prepended to every topic name; empty in production. Tests use a unique prefix each.
+    topic_prefix: str = ""
+
+    def topic_name(self, topic: Topic[Any]) -> str:
+        return f"{self.topic_prefix}{topic.name}"
 
 
 class S3Settings(BaseModel):
