@@ -1,0 +1,1 @@
+"""metalcast sink: ``prices.ticks.v1`` → PostgreSQL, idempotently."""

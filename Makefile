@@ -1,0 +1,37 @@
+# The list of commands. `make demo` and `make test` are the two the README opens with.
+export UV_PYTHON_DOWNLOADS := never
+UV ?= uv
+
+.PHONY: setup demo test test-unit test-integration test-e2e lint bench stack-up stack-down
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(UV) run metalcast demo
+
+test: setup lint
+	$(UV) run pytest
+
+test-unit: setup
+	$(UV) run pytest tests/unit
+
+test-integration: setup
+	$(UV) run pytest tests/integration
+
+test-e2e: setup
+	$(UV) run pytest tests/e2e
+
+lint:
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+bench: setup
+	$(UV) run python bench/bench_ingest.py
+
+stack-up: setup
+	$(UV) run metalcast stack up
+
+stack-down:
+	$(UV) run metalcast stack down

@@ -1,0 +1,31 @@
+"""The ingestor's one settings object."""
+
+from __future__ import annotations
+
+from metalcast_core import METAL_SYMBOLS, ServiceSettings
+from pydantic import BaseModel, Field, SecretStr
+
+
+class IngestSection(BaseModel):
+    # Providers polled in schedule mode, by registry name (see sources/registry.py).
+    sources: list[str] = Field(default_factory=lambda: ["gold-api"])
+    symbols: list[str] = Field(default_factory=lambda: list(METAL_SYMBOLS))
+    interval_s: float = Field(default=3600.0, gt=0)
+    # Poll on the boundary of the interval (the top of the hour for 3600 s).
+    align: bool = True
+    http_timeout_s: float = Field(default=20.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1)
+    # The least time between two calls to the same provider.
+    min_interval_s: float = Field(default=1.0, ge=0)
+    chunk_size: int = Field(default=20_000, ge=1)
+    simulated_seed: int = 42
+    # Keys: only the ones for the providers in use are needed.
+    gold_api_key: SecretStr | None = None
+    metalpriceapi_key: SecretStr | None = None
+    metals_api_key: SecretStr | None = None
+    goldapi_io_key: SecretStr | None = None
+    coingecko_key: SecretStr | None = None
+
+
+class IngestorSettings(ServiceSettings):
+    ingest: IngestSection = IngestSection()

@@ -1,0 +1,129 @@
+"""Validates fetched prices and publishes them: good ticks to ``prices.ticks.v1`` (key =
+symbol), everything else to ``prices.ticks.dlq`` with its reason. Nothing is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from metalcast_core import TICKS, TICKS_DLQ, DeadLetter, KafkaSettings, PriceTick, tick_problem
+from metalcast_core import utcnow as _utcnow
+
+from metalcast_ingestor.sources.base import Fetched, Rejected
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PublishStats:
+    published: int = 0
+    dead_lettered: int = 0
+    by_symbol: Counter[str] = field(default_factory=Counter)
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, other: PublishStats) -> None:
+        self.published += other.published
+        self.dead_lettered += other.dead_lettered
+        self.by_symbol.update(other.by_symbol)
+        self.reasons.extend(other.reasons[: max(0, 20 - len(self.reasons))])
+
+
+class TickPublisher:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        kafka: KafkaSettings,
+        known_symbols: Collection[str],
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._producer = producer
+        self._ticks_topic = kafka.topic_name(TICKS)
+        self._dlq_topic = kafka.topic_name(TICKS_DLQ)
+        self._known = frozenset(known_symbols)
+        self._clock = clock
+        self._partition_of: dict[str, int] = {}
+
+    async def publish(self, fetched: Iterable[Fetched]) -> PublishStats:
+        """Publish a chunk and wait until Kafka has acknowledged all of it."""
+        stats = PublishStats()
+        now = self._clock()
+        by_symbol: dict[str, list[PriceTick]] = defaultdict(list)
+        dead: list[DeadLetter] = []
+        for item in fetched:
+            if isinstance(item, Rejected):
+                dead.append(
+                    DeadLetter(
+                        stage="ingestor",
+                        source=item.source,
+                        reason=item.reason,
+                        original=item.original,
+                    )
+                )
+                continue
+            problem = tick_problem(item, self._known, now)
+            if problem is not None:
+                dead.append(
+                    DeadLetter(
+                        stage="ingestor",
+                        source=item.source,
+                        reason=problem,
+                        original=TICKS.encode(item),
+                    )
+                )
+                continue
+            by_symbol[item.symbol].append(item)
+
+        futures: list[asyncio.Future[object]] = []
+        by_partition: dict[int, list[PriceTick]] = defaultdict(list)
+        for symbol, ticks in by_symbol.items():
+            by_partition[await self._partition(symbol)].extend(ticks)
+            stats.by_symbol[symbol] += len(ticks)
+        for partition, ticks in by_partition.items():
+            futures.extend(await self._send_batches(partition, ticks))
+        for letter in dead:
+            futures.append(
+                await self._producer.send(
+                    self._dlq_topic, TICKS_DLQ.encode(letter), key=letter.source.encode()
+                )
+            )
+        await asyncio.gather(*futures)
+        stats.published = sum(stats.by_symbol.values())
+        stats.dead_lettered = len(dead)
+        stats.reasons = [d.reason for d in dead[:20]]
+        for d in dead[:5]:
+            log.warning("dead-lettered from %s: %s", d.source, d.reason)
+        return stats
+
+    async def _partition(self, symbol: str) -> int:
+        if symbol not in self._partition_of:
+            partitions = sorted(await self._producer.partitions_for(self._ticks_topic))
+            self._partition_of[symbol] = DefaultPartitioner()(
+                symbol.encode(), partitions, partitions
+            )
+        return self._partition_of[symbol]
+
+    async def _send_batches(
+        self, partition: int, ticks: list[PriceTick]
+    ) -> list[asyncio.Future[object]]:
+        """Several messages per request: the producer's per-message path is the bottleneck."""
+        futures = []
+        batch = self._producer.create_batch()
+        for tick in ticks:
+            key, value = tick.symbol.encode(), TICKS.encode(tick)
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                futures.append(
+                    await self._producer.send_batch(batch, self._ticks_topic, partition=partition)
+                )
+                batch = self._producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        if batch.record_count():
+            futures.append(
+                await self._producer.send_batch(batch, self._ticks_topic, partition=partition)
+            )
+        return futures

@@ -1,0 +1,123 @@
+"""What the ingestor does: poll on a schedule, backfill a range, replay a file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from metalcast_core import utcnow
+from tqdm import tqdm
+
+from metalcast_ingestor.publisher import PublishStats, TickPublisher
+from metalcast_ingestor.sources.base import Fetched, PriceSource, Rejected, SourceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PollReport:
+    stats: PublishStats = field(default_factory=PublishStats)
+    failures: dict[str, str] = field(default_factory=dict)  # source -> why
+
+
+async def poll_once(
+    sources: Sequence[PriceSource], symbols: Sequence[str], publisher: TickPublisher
+) -> PollReport:
+    """Ask every source for its latest prices; a failing source does not stop the others."""
+    report = PollReport()
+    results = await asyncio.gather(*(s.latest(symbols) for s in sources), return_exceptions=True)
+    for source, result in zip(sources, results, strict=True):
+        if isinstance(result, BaseException):
+            if isinstance(result, SourceError):
+                log.error("source %s failed: %s", source.name, result)
+            elif isinstance(result, Exception):
+                log.error("source %s raised unexpectedly", source.name, exc_info=result)
+            else:
+                raise result
+            report.failures[source.name] = f"{type(result).__name__}: {result}"
+            continue
+        report.stats.add(await publisher.publish(result))
+    return report
+
+
+def next_run(now: datetime, interval_s: float, align: bool) -> datetime:
+    """The next poll time: the next multiple of the interval since the epoch when aligned."""
+    if not align:
+        return now + timedelta(seconds=interval_s)
+    epoch_s = now.timestamp()
+    return datetime.fromtimestamp(
+        (math.floor(epoch_s / interval_s) + 1) * interval_s, tz=now.tzinfo
+    )
+
+
+async def run_schedule(
+    sources: Sequence[PriceSource],
+    symbols: Sequence[str],
+    publisher: TickPublisher,
+    interval_s: float,
+    align: bool,
+    stop: asyncio.Event,
+) -> None:
+    """Poll at once, then at every interval boundary until ``stop`` is set."""
+    while not stop.is_set():
+        started = time.monotonic()
+        report = await poll_once(sources, symbols, publisher)
+        log.info(
+            "poll: %d published, %d dead-lettered, %d source(s) failed in %.2f s",
+            report.stats.published,
+            report.stats.dead_lettered,
+            len(report.failures),
+            time.monotonic() - started,
+        )
+        wake = next_run(utcnow(), interval_s, align)
+        delay = max(0.0, (wake - utcnow()).total_seconds())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+
+
+async def publish_stream(
+    chunks: AsyncIterator[list[Fetched]],
+    publisher: TickPublisher,
+    progress: tqdm | None = None,
+    start: datetime | None = None,
+) -> PublishStats:
+    """Publish chunk after chunk; the progress bar counts hours covered (or ticks)."""
+    total = PublishStats()
+    async for chunk in chunks:
+        stats = await publisher.publish(chunk)
+        total.add(stats)
+        if progress is not None:
+            if start is not None:
+                newest = max(
+                    (f.observed_at for f in chunk if not isinstance(f, Rejected)), default=None
+                )
+                if newest is not None:
+                    covered = (newest - start).total_seconds() / 3600 + 1
+                    progress.update(max(0.0, min(covered, progress.total) - progress.n))
+            else:
+                progress.update(len(chunk))
+            progress.set_postfix(published=total.published, dlq=total.dead_lettered)
+    return total
+
+
+async def backfill(
+    source: PriceSource,
+    symbols: Sequence[str],
+    start: datetime,
+    end: datetime,
+    publisher: TickPublisher,
+    show_progress: bool = True,
+) -> PublishStats:
+    hours = max(1, math.ceil((end - start).total_seconds() / 3600))
+    with tqdm(
+        total=hours, unit="h", desc=f"backfill {source.name}", disable=not show_progress
+    ) as bar:
+        return await publish_stream(
+            source.history(symbols, start, end), publisher, progress=bar, start=start
+        )

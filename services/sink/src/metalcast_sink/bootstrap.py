@@ -1,0 +1,37 @@
+"""Composition root of the sink: builds the clients from settings and runs the loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from metalcast_core import TICKS, connect, ensure_topics, make_consumer, make_producer
+
+from metalcast_sink.config import SinkSettings
+from metalcast_sink.service import Sink, SinkStats
+
+
+async def run_sink(
+    settings: SinkSettings,
+    stop: asyncio.Event | None = None,
+    until_idle: bool = False,
+    **consumer_overrides: object,
+) -> SinkStats:
+    await ensure_topics(settings.kafka)
+    consumer = make_consumer(
+        settings.kafka,
+        [settings.kafka.topic_name(TICKS)],
+        group_id=settings.sink.group_id,
+        max_poll_records=settings.sink.max_batch,
+        **consumer_overrides,
+    )
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        await consumer.start()
+        try:
+            sink = Sink(settings, consumer, producer, lambda: connect(settings.postgres))
+            return await sink.run(stop=stop, until_idle=until_idle)
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()

@@ -1,0 +1,19 @@
+"""The sink's one settings object."""
+
+from __future__ import annotations
+
+from metalcast_core import ServiceSettings
+from pydantic import BaseModel, Field
+
+
+class SinkSection(BaseModel):
+    group_id: str = "metalcast-sink"
+    max_batch: int = Field(default=50_000, ge=1)
+    batch_timeout_ms: int = Field(default=500, ge=1)
+    # Back-off while the database is unreachable (the batch is kept and retried).
+    db_retry_initial_s: float = Field(default=0.5, gt=0)
+    db_retry_max_s: float = Field(default=30.0, gt=0)
+
+
+class SinkSettings(ServiceSettings):
+    sink: SinkSection = SinkSection()

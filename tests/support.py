@@ -1,0 +1,95 @@
+"""Helpers shared by the integration and end-to-end tests (not fixtures: plain functions)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from metalcast_core import (
+    KafkaSettings,
+    PostgresSettings,
+    Topic,
+    make_consumer,
+    make_producer,
+)
+from metalcast_ingestor.publisher import TickPublisher
+from metalcast_sink.config import SinkSection, SinkSettings
+
+FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+
+
+def sink_settings(pg: PostgresSettings, kafka: KafkaSettings, **sink: Any) -> SinkSettings:
+    return SinkSettings(
+        postgres=pg,
+        kafka=kafka,
+        sink=SinkSection(group_id=f"sink-{uuid.uuid4().hex[:8]}", **sink),
+    )
+
+
+@asynccontextmanager
+async def publisher(kafka: KafkaSettings, known: Sequence[str]) -> AsyncIterator[TickPublisher]:
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        yield TickPublisher(producer, kafka, known)
+    finally:
+        await producer.stop()
+
+
+async def produce_raw(
+    kafka: KafkaSettings, topic: Topic[Any], items: Sequence[tuple[bytes, bytes]]
+) -> None:
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        for key, value in items:
+            await producer.send_and_wait(kafka.topic_name(topic), value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def read_all(kafka: KafkaSettings, topic: Topic[Any], timeout_s: float = 10.0) -> list[bytes]:
+    """Every message currently in ``topic`` (reads from the start to the end offsets)."""
+    consumer: AIOKafkaConsumer = make_consumer(kafka, [], group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        name = kafka.topic_name(topic)
+        partitions = consumer.partitions_for_topic(name) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(name) or set()
+        tps = [TopicPartition(name, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[bytes] = []
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"could not read {name} to its end")
+            batch = await consumer.getmany(timeout_ms=500)
+            out.extend(r.value for recs in batch.values() for r in recs if r.value is not None)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def fetchval(pg: PostgresSettings, sql: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(pg.url)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def fetch(pg: PostgresSettings, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(pg.url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
