@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from metalcast_core import (
     KafkaSettings,
     PostgresSettings,

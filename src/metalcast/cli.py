@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer

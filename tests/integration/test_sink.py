@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+
 from metalcast_core import (
     BATCH_LOADED,
     METAL_SYMBOLS,
@@ -24,7 +25,6 @@ from metalcast_core import (
 )
 from metalcast_sink.bootstrap import run_sink
 from metalcast_sink.service import Sink
-
 from tests.support import (
     FAST_GROUP,
     fetch,

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 import yaml
 from jsonschema import Draft7Validator
-from metalcast_core import ServiceSettings
 from pydantic import BaseModel
+
+from metalcast_core import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"

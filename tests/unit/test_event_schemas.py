@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
+
 from metalcast_core import ALL_TOPICS, TICKS, Topic
 
 ROOT = Path(__file__).resolve().parents[2]

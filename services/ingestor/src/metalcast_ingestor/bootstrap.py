@@ -79,9 +79,10 @@ async def replay(settings: IngestorSettings, file: Path) -> dict[str, Any]:
 
 
 async def poll(settings: IngestorSettings, names: Sequence[str] | None) -> dict[str, Any]:
-    async with _publisher(settings) as pub, _sources(
-        settings, names or settings.ingest.sources
-    ) as sources:
+    async with (
+        _publisher(settings) as pub,
+        _sources(settings, names or settings.ingest.sources) as sources,
+    ):
         report = await poll_once(sources, settings.ingest.symbols, pub)
         return {**_summary(report.stats), "failures": report.failures}
 
@@ -89,9 +90,10 @@ async def poll(settings: IngestorSettings, names: Sequence[str] | None) -> dict[
 async def schedule(
     settings: IngestorSettings, names: Sequence[str] | None, stop: asyncio.Event
 ) -> None:
-    async with _publisher(settings) as pub, _sources(
-        settings, names or settings.ingest.sources
-    ) as sources:
+    async with (
+        _publisher(settings) as pub,
+        _sources(settings, names or settings.ingest.sources) as sources,
+    ):
         await run_schedule(
             sources,
             settings.ingest.symbols,

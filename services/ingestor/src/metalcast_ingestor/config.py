@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from metalcast_core import METAL_SYMBOLS, ServiceSettings
 from pydantic import BaseModel, Field, SecretStr
+
+from metalcast_core import METAL_SYMBOLS, ServiceSettings
 
 
 class IngestSection(BaseModel):

@@ -12,9 +12,9 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
+
 from metalcast_core import TICKS, TICKS_DLQ, DeadLetter, KafkaSettings, PriceTick, tick_problem
 from metalcast_core import utcnow as _utcnow
-
 from metalcast_ingestor.sources.base import Fetched, Rejected
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from metalcast_core import utcnow
 from tqdm import tqdm
 
+from metalcast_core import utcnow
 from metalcast_ingestor.publisher import PublishStats, TickPublisher
 from metalcast_ingestor.sources.base import Fetched, PriceSource, Rejected, SourceError
 
@@ -44,6 +44,12 @@ async def poll_once(
             continue
         report.stats.add(await publisher.publish(result))
     return report
+
+
+def _wanted(source: PriceSource, symbols: Sequence[str]) -> list[str]:
+    """The symbols this source can price (all of them for sources that don't say)."""
+    supported = getattr(source, "supported_symbols", None)
+    return [s for s in symbols if supported is None or s in supported]
 
 
 def next_run(now: datetime, interval_s: float, align: bool) -> datetime:

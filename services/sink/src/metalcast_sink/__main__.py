@@ -6,7 +6,6 @@ import asyncio
 import signal
 
 from metalcast_core import configure_logging
-
 from metalcast_sink.bootstrap import run_sink
 from metalcast_sink.config import SinkSettings
 

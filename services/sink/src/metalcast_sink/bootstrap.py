@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from metalcast_core import TICKS, connect, ensure_topics, make_consumer, make_producer
-
 from metalcast_sink.config import SinkSettings
 from metalcast_sink.service import Sink, SinkStats
 

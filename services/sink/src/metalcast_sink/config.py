@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from metalcast_core import ServiceSettings
 from pydantic import BaseModel, Field
+
+from metalcast_core import ServiceSettings
 
 
 class SinkSection(BaseModel):

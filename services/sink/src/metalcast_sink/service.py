@@ -11,6 +11,8 @@ from typing import TypeVar
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
 from metalcast_core import (
     BATCH_LOADED,
     TICKS,
@@ -22,8 +24,6 @@ from metalcast_core import (
     tick_problem,
     utcnow,
 )
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
-
 from metalcast_sink.config import SinkSettings
 from metalcast_sink.writer import find_refused, mark_published, unpublished_batches, write_batch
 

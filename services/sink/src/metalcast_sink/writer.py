@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
+
 from metalcast_core import METALS, BatchLoaded, PriceTick
 
 _STAGING_DDL = """

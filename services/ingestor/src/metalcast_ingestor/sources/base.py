@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from metalcast_core import PriceTick, utcnow
 from pydantic import ValidationError
+
+from metalcast_core import PriceTick, utcnow
 
 
 class SourceError(Exception):
