@@ -70,7 +70,7 @@ async def read_all(kafka: KafkaSettings, topic: Topic[Any], timeout_s: float = 1
         ends = await consumer.end_offsets(tps)
         out: list[bytes] = []
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"could not read {name} to its end")
             batch = await consumer.getmany(timeout_ms=500)

@@ -186,7 +186,7 @@ class Sink:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(DB_UNAVAILABLE),
             wait=wait_exponential_jitter(
-                initial=self._settings.sink.db_retry_initial_s,
+                multiplier=self._settings.sink.db_retry_initial_s,
                 max=self._settings.sink.db_retry_max_s,
             ),
             before_sleep=self._on_db_error,
