@@ -1,0 +1,95 @@
+"""Where the local stack keeps its state and its downloads, and which ports it uses.
+
+State (data, log, pid per server) lives under ``.stack/`` at the repository root, or
+``$METALCAST_STACK_DIR``. Downloads and builds are cached under ``~/.cache/metalcast/``, or
+``$METALCAST_CACHE_DIR``, so a second stack on the same machine starts without fetching.
+Ports come from ``$METALCAST_STACK_*_PORT`` so two stacks can run side by side.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+S3Implementation = Literal["auto", "minio", "seaweedfs"]
+
+
+def repo_root() -> Path:
+    """The repository this package was installed from (editable install), else the cwd."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "infra" / "kafka" / "pom.xml").is_file():
+            return parent
+    return Path.cwd()
+
+
+@dataclass(frozen=True)
+class ServerPaths:
+    """One server's state: ``root/data``, ``root/log``, ``root/pid``."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def pid(self) -> Path:
+        return self.root / "pid"
+
+
+def _port(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    port = int(raw)
+    if not 0 < port < 65536:
+        raise ValueError(f"{name}={raw} is not a TCP port")
+    return port
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Folders and ports of one local stack. Build it with :meth:`from_environ`."""
+
+    stack_dir: Path
+    cache_dir: Path
+    pg_port: int = 55432
+    kafka_port: int = 59092
+    kafka_controller_port: int = 59093
+    s3_port: int = 59000
+    s3_console_port: int = 59001
+    host: str = "127.0.0.1"
+    # "auto": MinIO, built if missing; SeaweedFS if that build fails.
+    s3_implementation: S3Implementation = "auto"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
+        """Read ``METALCAST_STACK_DIR``, ``METALCAST_CACHE_DIR``, ``METALCAST_STACK_*_PORT``
+        and ``METALCAST_STACK_S3`` (auto, minio or seaweedfs)."""
+        env = os.environ if environ is None else environ
+        s3 = env.get("METALCAST_STACK_S3") or "auto"
+        if s3 not in ("auto", "minio", "seaweedfs"):
+            raise ValueError(f"METALCAST_STACK_S3={s3!r}: expected auto, minio or seaweedfs")
+        stack_dir = Path(env.get("METALCAST_STACK_DIR") or repo_root() / ".stack")
+        cache_home = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        cache_dir = Path(env.get("METALCAST_CACHE_DIR") or cache_home / "metalcast")
+        return cls(
+            stack_dir=stack_dir.absolute(),
+            cache_dir=cache_dir.absolute(),
+            pg_port=_port(env, "METALCAST_STACK_PG_PORT", 55432),
+            kafka_port=_port(env, "METALCAST_STACK_KAFKA_PORT", 59092),
+            kafka_controller_port=_port(env, "METALCAST_STACK_KAFKA_CONTROLLER_PORT", 59093),
+            s3_port=_port(env, "METALCAST_STACK_S3_PORT", 59000),
+            s3_console_port=_port(env, "METALCAST_STACK_S3_CONSOLE_PORT", 59001),
+            s3_implementation=s3,  # type: ignore[arg-type]
+        )
+
+    def server(self, name: str) -> ServerPaths:
+        return ServerPaths(self.stack_dir / name)

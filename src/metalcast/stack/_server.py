@@ -1,0 +1,178 @@
+"""What every server of the local stack has in common: install, start, readiness, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import shutil
+import signal
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from metalcast.stack._paths import ServerPaths, StackConfig
+from metalcast.stack._process import (
+    StackError,
+    is_alive,
+    memory_kib,
+    running_pid,
+    stop_pid,
+    wait_ready,
+)
+
+log = logging.getLogger("metalcast.stack")
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """One server as :func:`metalcast.stack.status` sees it."""
+
+    name: str
+    implementation: str
+    running: bool
+    pid: int | None
+    address: str
+    log: Path
+    rss_kib: int | None = None
+    pss_kib: int | None = None
+
+
+@dataclass(frozen=True)
+class StartReport:
+    """What :meth:`Server.start` did: ``started`` is False when it found the server running."""
+
+    name: str
+    implementation: str
+    started: bool
+    pid: int
+    seconds: float
+    install_seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (two ``up()`` at once must not start two servers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Server(ABC):
+    """A server process of the stack. Subclasses say how to install, launch and probe it."""
+
+    name: str
+    implementation: str
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_timeout_s: float = 30.0
+    ready_timeout_s: float = 90.0
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.paths: ServerPaths = config.server(self.state_name)
+
+    @property
+    def state_name(self) -> str:
+        """The folder under the stack dir; differs from ``name`` for the S3 implementations."""
+        return self.name
+
+    @property
+    @abstractmethod
+    def address(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def marker(self) -> str:
+        """A string in the server's command line (its data dir): tells it from a reused pid."""
+
+    @abstractmethod
+    def install(self) -> None:
+        """Fetch or build what the server needs into the cache, if missing."""
+
+    @abstractmethod
+    def launch(self) -> None:
+        """Initialise the data dir if needed and start the process; write the pid file."""
+
+    @abstractmethod
+    def ready(self) -> bool:
+        """Whether the server answers a real request."""
+
+    @abstractmethod
+    def setup(self) -> None:
+        """After readiness: databases, topics, buckets. Must be idempotent."""
+
+    def pid(self) -> int | None:
+        return running_pid(self.paths.pid, self.marker)
+
+    def start(self) -> StartReport:
+        begin = time.monotonic()
+        with file_lock(self.config.stack_dir / f".{self.state_name}.lock"):
+            pid = self.pid()
+            if pid is not None:
+                self._wait(f"{self.implementation} (pid {pid})")
+                self.setup()
+                return StartReport(
+                    self.name, self.implementation, False, pid, time.monotonic() - begin
+                )
+            t0 = time.monotonic()
+            self.install()
+            installed = time.monotonic() - t0
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+            self.paths.pid.unlink(missing_ok=True)
+            log.info("starting %s on %s", self.implementation, self.address)
+            t1 = time.monotonic()
+            self.launch()
+            self._wait(self.implementation)
+            self.setup()
+            pid = self.pid()
+            if pid is None:
+                raise StackError(f"{self.implementation} is ready but its pid file is missing")
+            return StartReport(
+                self.name, self.implementation, True, pid, time.monotonic() - t1, installed
+            )
+
+    def _wait(self, what: str) -> None:
+        wait_ready(
+            self.ready,
+            pid=lambda: running_pid(self.paths.pid, self.marker),
+            marker=self.marker,
+            timeout_s=self.ready_timeout_s,
+            what=f"{what} on {self.address}",
+            log=self.paths.log,
+        )
+
+    def stop(self) -> bool:
+        """Stop the server by its pid. Returns whether it was running."""
+        pid = self.pid()
+        if pid is not None:
+            log.info("stopping %s (pid %d)", self.implementation, pid)
+            stop_pid(pid, self.stop_signal, self.stop_timeout_s)
+        self.paths.pid.unlink(missing_ok=True)
+        return pid is not None
+
+    def purge(self) -> None:
+        if self.pid() is not None:
+            raise StackError(f"{self.implementation} still runs; stop it before purging")
+        shutil.rmtree(self.paths.root, ignore_errors=True)
+
+    def status(self) -> ServerStatus:
+        pid = self.pid()
+        rss = pss = None
+        if pid is not None and is_alive(pid):
+            rss, pss = memory_kib(pid)
+        return ServerStatus(
+            name=self.name,
+            implementation=self.implementation,
+            running=pid is not None,
+            pid=pid,
+            address=self.address,
+            log=self.paths.log,
+            rss_kib=rss,
+            pss_kib=pss,
+        )

@@ -1,0 +1,242 @@
+"""Fixtures for the test tiers.
+
+Tests under ``tests/integration`` and ``tests/e2e`` get the ``integration``/``e2e`` marker and
+the session-wide ``stack``: the local stack of real servers (:mod:`metalcast.stack`), reused if
+it already runs and stopped at the end only if this session started it (unless
+``METALCAST_KEEP_STACK=1``). With ``METALCAST_TEST_STACK=testcontainers`` and a Docker engine,
+the same servers run in containers instead. Unit tests never start anything.
+
+Isolation per test: ``pg_settings`` (a fresh database cloned from a migrated template),
+``kafka_settings`` (a unique topic prefix, topics created) and ``s3_settings`` (unique buckets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import SecretStr
+
+from metalcast import stack as local_stack
+from metalcast.stack.kafka import wait_for_topics
+from metalcast_core import (
+    ALL_TOPICS,
+    KafkaSettings,
+    PostgresSettings,
+    S3Settings,
+    ensure_buckets,
+    ensure_topics,
+    make_s3_client,
+    migrate,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+
+REPO = Path(__file__).resolve().parents[1]
+MIGRATIONS = REPO / "infra" / "migrations"
+TEMPLATE_DB = "metalcast_template"
+TIERS = ("integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(REPO).parts
+        if len(parts) > 1 and parts[0] == "tests" and parts[1] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[1]))
+
+
+@dataclass
+class Stack:
+    """The running stack as the tests see it: its environment and a settings section each."""
+
+    env: dict[str, str]
+    kind: str  # "local" or "testcontainers"
+    started: list[str] = field(default_factory=list)  # servers this session started
+
+    @property
+    def postgres(self) -> PostgresSettings:
+        return PostgresSettings(url=self.env["METALCAST_POSTGRES__URL"])
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return KafkaSettings(bootstrap_servers=self.env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"])
+
+    @property
+    def s3(self) -> S3Settings:
+        return S3Settings(
+            endpoint_url=self.env["METALCAST_S3__ENDPOINT_URL"],
+            access_key_id=SecretStr(self.env["METALCAST_S3__ACCESS_KEY_ID"]),
+            secret_access_key=SecretStr(self.env["METALCAST_S3__SECRET_ACCESS_KEY"]),
+            region=self.env["METALCAST_S3__REGION"],
+            models_bucket=self.env["METALCAST_S3__MODELS_BUCKET"],
+            backups_bucket=self.env["METALCAST_S3__BACKUPS_BUCKET"],
+        )
+
+
+def _use_testcontainers() -> bool:
+    if os.environ.get("METALCAST_TEST_STACK") != "testcontainers":
+        return False
+    from metalcast.stack.containers import docker_available
+
+    if not docker_available():
+        pytest.fail("METALCAST_TEST_STACK=testcontainers but `docker info` fails: no Docker engine")
+    return True
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """The servers, started once per session (or found running)."""
+    if _use_testcontainers():
+        from metalcast.stack.containers import ContainerStack
+
+        containers = ContainerStack()
+        env = containers.start()
+        try:
+            yield Stack(env=env, kind="testcontainers", started=list(local_stack.SERVER_NAMES))
+        finally:
+            containers.stop()
+        return
+
+    reports = local_stack.up()
+    started = [name for name, report in reports.items() if report.started]
+    try:
+        yield Stack(env=local_stack.env(), kind="local", started=started)
+    finally:
+        if started and os.environ.get("METALCAST_KEEP_STACK") != "1":
+            local_stack.down(only=started)
+
+
+@pytest.fixture(autouse=True)
+def _stack_for_tiers(request: pytest.FixtureRequest) -> None:
+    """Integration and e2e tests get the stack even when they do not ask for it by name."""
+    if any(request.node.get_closest_marker(tier) for tier in TIERS):
+        request.getfixturevalue("stack")
+
+
+# --- PostgreSQL: a fresh database per test, cloned from a migrated template ---------------------
+
+
+def _with_database(url: str, database: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{database}"
+
+
+async def _admin_execute(stack: Stack, sql: str) -> None:
+    conn = await asyncpg.connect(_with_database(stack.postgres.url, "postgres"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _database_exists(stack: Stack, name: str) -> bool:
+    conn = await asyncpg.connect(_with_database(stack.postgres.url, "postgres"))
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def pg_template(stack: Stack) -> str:
+    """``metalcast_template``, migrated once per session. A template whose applied migrations
+    were since edited (normal while writing one) is dropped and rebuilt."""
+    template = PostgresSettings(url=_with_database(stack.postgres.url, TEMPLATE_DB))
+    for attempt in range(2):
+        if not await _database_exists(stack, TEMPLATE_DB):
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # another session's
+                await _admin_execute(stack, f'CREATE DATABASE "{TEMPLATE_DB}"')
+        try:
+            await migrate(template, MIGRATIONS)
+            return TEMPLATE_DB
+        except RuntimeError as exc:
+            if "changed after it was applied" not in str(exc) or attempt:
+                raise
+            await _admin_execute(stack, f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+async def pg_settings(stack: Stack, pg_template: str) -> AsyncIterator[PostgresSettings]:
+    """A database of its own, with every migration applied; dropped after the test."""
+    name = f"test_{uuid.uuid4().hex}"
+    for attempt in range(20):
+        try:
+            await _admin_execute(stack, f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+            break
+        except asyncpg.ObjectInUseError:
+            # Another session is migrating the template right now.
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.25)
+    try:
+        yield PostgresSettings(url=_with_database(stack.postgres.url, name))
+    finally:
+        await _admin_execute(stack, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- Kafka: a unique topic prefix per test --------------------------------------------------------
+
+
+@pytest.fixture
+async def kafka_settings(stack: Stack) -> AsyncIterator[KafkaSettings]:
+    """Every registered topic under a prefix of its own (``t1a2b3c4d.``); deleted after."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    settings = KafkaSettings(
+        bootstrap_servers=stack.kafka.bootstrap_servers,
+        client_id=f"test-{prefix.rstrip('.')}",
+        topic_prefix=prefix,
+    )
+    names = {settings.topic_name(t) for t in ALL_TOPICS}
+    await ensure_topics(settings)
+    await wait_for_topics(settings, names)
+    try:
+        yield settings
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        await admin.start()
+        try:
+            with contextlib.suppress(Exception):  # best effort: keeps the broker small
+                await admin.delete_topics(sorted(names))
+        finally:
+            await admin.close()
+
+
+# --- S3: unique buckets per test ------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_settings(stack: Stack) -> Iterator[S3Settings]:
+    """Models and backups buckets of its own; emptied and deleted after the test."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = stack.s3.model_copy(
+        update={
+            "models_bucket": f"test-{suffix}-models",
+            "backups_bucket": f"test-{suffix}-backups",
+        }
+    )
+    client = make_s3_client(settings)
+    ensure_buckets(client, settings)
+    try:
+        yield settings
+    finally:
+        for bucket in (settings.models_bucket, settings.backups_bucket):
+            paginator = client.get_paginator("list_object_versions")
+            for page in paginator.paginate(Bucket=bucket):
+                objects: list[ObjectIdentifierTypeDef] = [
+                    {"Key": v["Key"], "VersionId": v["VersionId"]}
+                    for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+                ]
+                if objects:
+                    client.delete_objects(Bucket=bucket, Delete={"Objects": objects})
+            client.delete_bucket(Bucket=bucket)
