@@ -17,9 +17,10 @@ CREATE TABLE prices.ticks (
     fetched_at  timestamptz NOT NULL,
     raw         jsonb,
     loaded_at   timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT ticks_natural_key UNIQUE (symbol, source, observed_at)
+    -- The natural key. Ordered (symbol, observed_at, source) so that the same index also
+    -- serves "ticks of a symbol in a time range" (the hourly rule, history queries).
+    CONSTRAINT ticks_natural_key UNIQUE (symbol, observed_at, source)
 );
-CREATE INDEX ticks_symbol_observed_at ON prices.ticks (symbol, observed_at DESC);
 
 -- All history, one row per UTC hour; one column per metal in USD per troy ounce.
 -- A metal with no spot USD tick in an hour is NULL in that row.

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from aiokafka import ConsumerRecord
 
 from metalcast_core import (
     BATCH_LOADED,
@@ -257,22 +259,28 @@ async def test_database_connection_lost_mid_stream_retries_without_losing_ticks(
     await consumer.start()
     try:
         sink = Sink(settings, consumer, producer, flaky_connect)
-        task = asyncio.create_task(sink.run(until_idle=True))
-        for _ in range(200):
-            await asyncio.sleep(0.05)
-            if sink.stats.batches >= 2:
-                break
-        killed = await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        stats = await asyncio.wait_for(task, 60)
+        handle = sink.handle
+        killed = 0
+
+        async def handle_then_kill(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+            # After the second batch, the server kills the sink's session for real.
+            nonlocal killed
+            await handle(records)
+            if sink.stats.batches == 2:
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+        sink.handle = handle_then_kill  # type: ignore[method-assign]
+        stats = await asyncio.wait_for(sink.run(until_idle=True), 60)
     finally:
         await consumer.stop()
         await producer.stop()
         await admin.close()
     assert refused == 3
-    assert stats.db_retries >= 3 + (1 if killed else 0)
+    assert killed == 1
+    assert stats.db_retries >= 4
     assert await fetchval(pg_settings, "SELECT count(*) FROM prices.ticks") == len(ticks)
     assert await fetchval(pg_settings, "SELECT count(*) FROM analytics.metal_prices") == 100
 

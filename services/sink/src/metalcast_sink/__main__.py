@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import signal
 
 from metalcast_core import configure_logging
@@ -16,7 +18,7 @@ async def _serve(settings: SinkSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     stats = await run_sink(settings, stop=stop)
-    print(f"sink stopped: {stats}")
+    print(json.dumps(dataclasses.asdict(stats)), flush=True)
 
 
 def main() -> None:

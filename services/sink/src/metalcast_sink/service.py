@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -56,6 +57,7 @@ class SinkStats:
     rows_inserted: int = 0
     dead_lettered: int = 0
     db_retries: int = 0
+    write_s: float = 0.0  # time spent writing batches to PostgreSQL
 
 
 class Sink:
@@ -99,6 +101,7 @@ class Sink:
 
     async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         ticks, dead = self._decode(records)
+        started = time.perf_counter()
         try:
             event = await self._with_db(lambda conn: write_batch(conn, ticks, len(dead)))
         except DATA_REJECTED as exc:
@@ -108,6 +111,7 @@ class Sink:
             ticks = [t for t in ticks if id(t) not in bad]
             dead.extend(self._dead_letter_refused(refused))
             event = await self._with_db(lambda conn: write_batch(conn, ticks, len(dead)))
+        self.stats.write_s += time.perf_counter() - started
         if dead:
             # Dead letters are durable before the offsets move past them.
             sends = [

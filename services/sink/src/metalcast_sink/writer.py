@@ -1,8 +1,15 @@
 """Writes a batch of ticks to PostgreSQL in one transaction.
 
+Fast path (new data, e.g. a backfill): binary COPY straight into ``prices.ticks`` inside a
+savepoint. If any key already exists (a replay, a duplicate), the unique violation rolls the
+savepoint back and the batch takes the general path:
+
 1. COPY the ticks into a temporary staging table (binary COPY, float8 prices).
-2. ``INSERT … SELECT … ON CONFLICT (symbol, source, observed_at) DO NOTHING`` into
-   ``prices.ticks``: replays and duplicates insert nothing.
+2. ``INSERT … SELECT … ON CONFLICT (symbol, observed_at, source) DO NOTHING`` into
+   ``prices.ticks``: replays and duplicates insert nothing (within a batch, the first of
+   two equal keys wins).
+Then, on either path:
+
 3. Recompute the ``analytics.metal_prices`` rows of the hours that gained ticks
    (the hourly rule: docs/data-model.md).
 4. Record the batch in ``pipeline.batches``, the outbox of ``pipeline.batch-loaded.v1``.
@@ -12,7 +19,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -45,10 +53,8 @@ _INSERT_TICKS = """
 WITH inserted AS (
     INSERT INTO prices.ticks
         (symbol, source, instrument, observed_at, price, currency, fetched_at, raw)
-    SELECT DISTINCT ON (symbol, source, observed_at)
-        symbol, source, instrument, observed_at, price::numeric, currency, fetched_at, raw::jsonb
+    SELECT symbol, source, instrument, observed_at, price::numeric, currency, fetched_at, raw::jsonb
     FROM tick_staging
-    ORDER BY symbol, source, observed_at, fetched_at DESC
     ON CONFLICT ON CONSTRAINT ticks_natural_key DO NOTHING
     RETURNING symbol, date_trunc('hour', observed_at, 'UTC') AS hour, instrument, currency
 )
@@ -96,6 +102,7 @@ ON CONFLICT (ts) DO UPDATE SET {updates}
 
 _HOURLY_UPSERT = _hourly_upsert_sql()
 _METAL_SYMBOLS = [m.symbol for m in METALS]
+_METAL_SET = frozenset(_METAL_SYMBOLS)
 
 _RECORD_BATCH = """
 INSERT INTO pipeline.batches
@@ -103,6 +110,24 @@ INSERT INTO pipeline.batches
      duplicates, dead_lettered, event)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
 """
+
+
+# ANALYZE when a batch grows the table by more than this share: the hourly upsert's plan
+# depends on the row estimate, and a never-analysed table is estimated at a handful of rows
+# (a first backfill then joins hours x ticks: seconds instead of milliseconds).
+_GROWTH_BEFORE_ANALYZE = 0.1
+_MIN_ROWS_BEFORE_ANALYZE = 1_000
+
+
+async def _refresh_statistics_if_grown(conn: asyncpg.Connection, rows_inserted: int) -> None:
+    if rows_inserted < _MIN_ROWS_BEFORE_ANALYZE:
+        return
+    estimate = await conn.fetchval(
+        "SELECT reltuples FROM pg_class WHERE oid = 'prices.ticks'::regclass"
+    )
+    if estimate is None or estimate < 0 or rows_inserted > _GROWTH_BEFORE_ANALYZE * estimate:
+        # Counts this transaction's own inserts; holds only a lock that allows writes.
+        await conn.execute("ANALYZE prices.ticks")
 
 
 def _row(tick: PriceTick) -> tuple[object, ...]:
@@ -129,25 +154,21 @@ async def write_batch(
     if not ticks:
         return None
     async with conn.transaction():
-        await conn.execute(_STAGING_DDL)
-        await conn.copy_records_to_table(
-            "tick_staging", records=[_row(t) for t in ticks], columns=_STAGING_COLUMNS
-        )
-        summary = await conn.fetchrow(_INSERT_TICKS, _METAL_SYMBOLS)
-        assert summary is not None
-        rows_inserted: int = summary["rows_inserted"]
-        if rows_inserted == 0:
+        summary = await _copy_all_new(conn, ticks)
+        if summary is None:
+            summary = await _insert_new(conn, ticks)
+        if summary.rows_inserted == 0:
             return None
-        metal_hours: list[datetime] = summary["metal_hours"]
-        if metal_hours:
-            await conn.execute(_HOURLY_UPSERT, metal_hours, _METAL_SYMBOLS)
+        await _refresh_statistics_if_grown(conn, summary.rows_inserted)
+        if summary.metal_hours:
+            await conn.execute(_HOURLY_UPSERT, summary.metal_hours, _METAL_SYMBOLS)
         event = BatchLoaded(
-            symbols=sorted(summary["symbols"]),
-            first_hour=summary["first_hour"],
-            last_hour=summary["last_hour"],
-            rows_inserted=rows_inserted,
+            symbols=sorted(summary.symbols),
+            first_hour=summary.first_hour,
+            last_hour=summary.last_hour,
+            rows_inserted=summary.rows_inserted,
             ticks_received=len(ticks),
-            duplicates=len(ticks) - rows_inserted,
+            duplicates=len(ticks) - summary.rows_inserted,
             dead_lettered=dead_lettered,
         )
         await conn.execute(
@@ -164,6 +185,67 @@ async def write_batch(
             event.model_dump_json(),
         )
     return event
+
+
+@dataclass(frozen=True)
+class _Inserted:
+    rows_inserted: int
+    symbols: list[str]
+    first_hour: datetime | None
+    last_hour: datetime | None
+    metal_hours: list[datetime]  # hours whose analytics row must be recomputed
+
+
+async def _copy_all_new(conn: asyncpg.Connection, ticks: Sequence[PriceTick]) -> _Inserted | None:
+    """COPY straight into prices.ticks; ``None`` if any key exists already."""
+    try:
+        async with conn.transaction():  # a savepoint inside the batch's transaction
+            await conn.copy_records_to_table(
+                "ticks",
+                schema_name="prices",
+                records=[_row(t) for t in ticks],
+                columns=_STAGING_COLUMNS,
+            )
+    except asyncpg.UniqueViolationError:
+        return None
+    # One pass over the batch; hours as whole hours since the epoch.
+    hours: set[int] = set()
+    metal_hours: set[int] = set()
+    symbols: set[str] = set()
+    for t in ticks:
+        hour = int(t.observed_at.timestamp()) // 3600
+        hours.add(hour)
+        symbols.add(t.symbol)
+        if t.symbol in _METAL_SET and t.instrument == "spot" and t.currency == "USD":
+            metal_hours.add(hour)
+    return _Inserted(
+        rows_inserted=len(ticks),
+        symbols=sorted(symbols),
+        first_hour=_from_epoch_hour(min(hours)),
+        last_hour=_from_epoch_hour(max(hours)),
+        metal_hours=[_from_epoch_hour(h) for h in sorted(metal_hours)],
+    )
+
+
+async def _insert_new(conn: asyncpg.Connection, ticks: Sequence[PriceTick]) -> _Inserted:
+    """Stage, then insert what is new (ON CONFLICT DO NOTHING)."""
+    await conn.execute(_STAGING_DDL)
+    await conn.copy_records_to_table(
+        "tick_staging", records=[_row(t) for t in ticks], columns=_STAGING_COLUMNS
+    )
+    row = await conn.fetchrow(_INSERT_TICKS, _METAL_SYMBOLS)
+    assert row is not None
+    return _Inserted(
+        rows_inserted=row["rows_inserted"],
+        symbols=list(row["symbols"]),
+        first_hour=row["first_hour"],
+        last_hour=row["last_hour"],
+        metal_hours=list(row["metal_hours"]),
+    )
+
+
+def _from_epoch_hour(hour: int) -> datetime:
+    return datetime.fromtimestamp(hour * 3600, tz=UTC)
 
 
 async def find_refused(
