@@ -26,6 +26,15 @@ def configure(settings: IngestorSettings) -> None:
     configure_logging(settings.log_level)
 
 
+def parse_instant(value: str) -> datetime:
+    """An ISO-8601 date or date-time; naive means UTC. ``ValueError`` with a reason."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an ISO-8601 date or date-time") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def current_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
