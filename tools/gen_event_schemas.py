@@ -21,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from metalcast_core import ALL_TOPICS, Topic, utcnow
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+from metalcast_core import ALL_TOPICS, Topic, utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_DIR = ROOT / "docs" / "events"

@@ -13,12 +13,9 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
-
-if TYPE_CHECKING:
-    from metalcast_backup.config import BackupSettings
 
 T = TypeVar("T")
 
@@ -37,26 +34,12 @@ def _parse_when(value: str) -> datetime:
 
 
 @stack_app.command("up")
-def stack_up(
-    with_airflow: Annotated[
-        bool,
-        typer.Option(help="Also Airflow (api-server, scheduler, dag-processor, triggerer)."),
-    ] = False,
-) -> None:
+def stack_up() -> None:
     """Start PostgreSQL, Kafka and S3 on 127.0.0.1 (harmless when already running)."""
     from metalcast import stack
 
-    stack.up(with_airflow=with_airflow)
+    stack.up()
     _print_status()
-    if with_airflow:
-        _print_airflow_login()
-
-
-def _print_airflow_login() -> None:
-    from metalcast.stack import StackConfig, airflow
-
-    login = airflow.login(StackConfig.from_environ())
-    typer.echo(f"Airflow UI: {login.url}  user {login.username}  password {login.password}")
 
 
 @stack_app.command("down")
@@ -196,26 +179,3 @@ async def _until_signal(run: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return await run(stop)
-
-
-# --- backups: `metalcast backup run|list|verify|restore|watch` --------------------------------
-
-
-def _backup_settings() -> BackupSettings:
-    """The backup service's settings; on the local stack, its PostgreSQL 18 pg_dump."""
-    from metalcast.stack import postgres_bin_dir
-    from metalcast_backup.config import BackupSettings
-
-    settings = BackupSettings()
-    if settings.backup.pg_bin_dir is None:
-        settings.backup.pg_bin_dir = Path(postgres_bin_dir())
-    return settings
-
-
-def _add_backup_app() -> None:
-    from metalcast_backup.cli import make_app
-
-    app.add_typer(make_app(_backup_settings), name="backup")
-
-
-_add_backup_app()

@@ -31,7 +31,9 @@ async def test_simulated_backfill_of_48_hours_fills_analytics_and_the_training_w
     assert stats["published"] == 192
     assert stats["dead_lettered"] == 0
 
-    await run_sink(sink_settings(pg_settings, kafka_settings), until_idle=True, **FAST_GROUP)
+    await run_sink(
+        sink_settings(pg_settings, kafka_settings), until_idle=True, consumer_options=FAST_GROUP
+    )
 
     rows = await fetch(pg_settings, "SELECT * FROM analytics.metal_prices ORDER BY ts")
     assert len(rows) == 48
@@ -44,7 +46,7 @@ async def test_simulated_backfill_of_48_hours_fills_analytics_and_the_training_w
     # Backfilling the same range again publishes the same ticks; nothing new is stored.
     await ingestor.backfill(settings, "simulated", start, end)
     again = await run_sink(
-        sink_settings(pg_settings, kafka_settings), until_idle=True, **FAST_GROUP
+        sink_settings(pg_settings, kafka_settings), until_idle=True, consumer_options=FAST_GROUP
     )
     assert again.rows_inserted == 0
     assert await fetchval(pg_settings, "SELECT count(*) FROM prices.ticks") == 192

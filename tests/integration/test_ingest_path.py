@@ -68,7 +68,7 @@ async def test_bad_provider_answers_end_in_the_dlq_or_a_retried_failure_and_good
     assert down.total == 3
     assert report.stats.published == 2
 
-    await run_sink(settings, until_idle=True, **FAST_GROUP)
+    await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
     rows = await fetch(pg_settings, "SELECT symbol, source FROM prices.ticks ORDER BY symbol")
     assert [(r["symbol"], r["source"]) for r in rows] == [("XAU", "gold-api"), ("XPT", "gold-api")]
 

@@ -64,7 +64,7 @@ async def test_ticks_land_once_with_hourly_rows_and_training_window(
     async with publisher(kafka_settings, settings.known_symbols) as pub:
         await pub.publish(ticks)
         await pub.publish(ticks)  # the same ticks again
-    stats = await run_sink(settings, until_idle=True, **FAST_GROUP)
+    stats = await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
 
     assert stats.ticks_received == 240
     assert stats.rows_inserted == 120
@@ -87,7 +87,7 @@ async def test_ticks_land_once_with_hourly_rows_and_training_window(
 
     # A second sink in a new group re-reads everything: nothing new, no event.
     again = await run_sink(
-        sink_settings(pg_settings, kafka_settings), until_idle=True, **FAST_GROUP
+        sink_settings(pg_settings, kafka_settings), until_idle=True, consumer_options=FAST_GROUP
     )
     assert again.ticks_received == 240
     assert again.rows_inserted == 0
@@ -115,10 +115,10 @@ async def test_hourly_value_is_the_last_spot_tick_of_the_hour(
     settings = sink_settings(pg_settings, kafka_settings)
     async with publisher(kafka_settings, settings.known_symbols) as pub:
         await pub.publish(ticks[:2])
-    await run_sink(settings, until_idle=True, **FAST_GROUP)
+    await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
     async with publisher(kafka_settings, settings.known_symbols) as pub:
         await pub.publish(ticks[2:])  # a later batch touching the same hour
-    await run_sink(settings, until_idle=True, **FAST_GROUP)
+    await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
 
     row = (await fetch(pg_settings, "SELECT * FROM analytics.metal_prices"))[0]
     assert row["ts"] == hour
@@ -191,7 +191,7 @@ async def test_bad_messages_go_to_the_dlq_and_the_good_ones_around_them_land(
     await produce_raw(kafka_settings, TICKS, items)
 
     stats = await run_sink(
-        sink_settings(pg_settings, kafka_settings), until_idle=True, **FAST_GROUP
+        sink_settings(pg_settings, kafka_settings), until_idle=True, consumer_options=FAST_GROUP
     )
 
     assert stats.dead_lettered == len(BAD_MESSAGES)
@@ -217,7 +217,7 @@ async def test_a_tick_the_database_refuses_is_isolated_into_the_dlq(
     settings = sink_settings(pg_settings, kafka_settings)
     async with publisher(kafka_settings, settings.known_symbols) as pub:
         await pub.publish(ticks)
-    stats = await run_sink(settings, until_idle=True, **FAST_GROUP)
+    stats = await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
     assert stats.rows_inserted == 2
     assert stats.dead_lettered == 2
     letters = [TICKS_DLQ.decode(v) for v in await read_all(kafka_settings, TICKS_DLQ)]

@@ -32,7 +32,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer
 
 
 def make_consumer(
-    settings: KafkaSettings, topics: Iterable[str], group_id: str, **overrides: Any
+    settings: KafkaSettings, topics: Iterable[str], group_id: str | None, **overrides: Any
 ) -> AIOKafkaConsumer:
     options: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_servers,

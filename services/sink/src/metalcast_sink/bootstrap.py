@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
 from metalcast_core import TICKS, connect, ensure_topics, make_consumer, make_producer
 from metalcast_sink.config import SinkSettings
@@ -13,7 +15,7 @@ async def run_sink(
     settings: SinkSettings,
     stop: asyncio.Event | None = None,
     until_idle: bool = False,
-    **consumer_overrides: object,
+    consumer_options: Mapping[str, Any] | None = None,
 ) -> SinkStats:
     await ensure_topics(settings.kafka)
     consumer = make_consumer(
@@ -21,7 +23,7 @@ async def run_sink(
         [settings.kafka.topic_name(TICKS)],
         group_id=settings.sink.group_id,
         max_poll_records=settings.sink.max_batch,
-        **consumer_overrides,
+        **(consumer_options or {}),
     )
     producer = make_producer(settings.kafka)
     await producer.start()

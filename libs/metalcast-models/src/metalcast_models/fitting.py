@@ -1,0 +1,250 @@
+"""Fitting one series: the checks that turn bad data into a reason, then the fit itself.
+
+Gap policy: the window is the last ``x_size`` hours of the frame (on a complete hourly grid,
+so an hour without a row counts as missing). A ticker is refused, with a reason, when
+
+* the source has no column for it: ``no training data for <ticker>``;
+* a value is missing after the first observed value of the window (no imputation):
+  ``gap at <first missing hour>``;
+* otherwise fewer than ``x_size`` values (the series starts late, or the source has
+  fewer rows): ``too few rows: ...``;
+* a value is not positive: ``non-positive price ...``;
+* the window is constant: ``constant series ...``;
+* the fit raises, does not converge or predicts a non-finite value.
+
+Nothing here raises for bad data: every outcome is a :class:`FitResult`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metalcast_models._quiet import is_known_noise
+from metalcast_models.families import Family, get_family
+from metalcast_models.metrics import MetricValue, insample_metrics
+
+
+@dataclass(frozen=True, slots=True)
+class FitResult:
+    """The outcome for one ticker: ``ok`` with a fitted forecaster, or failed with a reason."""
+
+    ticker: str
+    family: str
+    hyperparameters: dict[str, Any]
+    ok: bool
+    reason: str | None = None
+    forecaster: Any = field(default=None, repr=False, compare=False)
+    params: dict[str, float | None] = field(default_factory=dict)
+    metrics: dict[str, MetricValue] = field(default_factory=dict)
+    window_start: datetime | None = None
+    window_end: datetime | None = None  # the cutoff: the last hour trained on (UTC)
+    n_obs: int = 0
+    fit_seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
+
+    def to_record(self) -> dict[str, Any]:
+        """Everything but the forecaster, as JSON-able values."""
+        return {
+            "ticker": self.ticker,
+            "family": self.family,
+            "hyperparameters": _jsonable(self.hyperparameters),
+            "ok": self.ok,
+            "reason": self.reason,
+            "params": dict(self.params),
+            "metrics": dict(self.metrics),
+            "window_start": self.window_start.isoformat() if self.window_start else None,
+            "window_end": self.window_end.isoformat() if self.window_end else None,
+            "n_obs": self.n_obs,
+            "fit_seconds": self.fit_seconds,
+            "warnings": list(self.warnings),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def normalise_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """UTC hourly index (floored to the hour, last duplicate wins), complete, ascending."""
+    frame = frame.copy()
+    index = pd.DatetimeIndex(frame.index)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    frame.index = index.floor("h")
+    frame = frame[~frame.index.duplicated(keep="last")].sort_index()
+    frame = frame.apply(pd.to_numeric, errors="coerce").astype(float)
+    frame = frame.replace([np.inf, -np.inf], np.nan)
+    if len(frame.index) == 0:
+        return frame
+    grid = pd.date_range(frame.index[0], frame.index[-1], freq="h", name="ts")
+    return frame.reindex(grid)
+
+
+def window_problem(series: pd.Series, x_size: int) -> str | None:
+    """Why the last ``x_size`` hours of ``series`` (on a normalised frame) can't be used.
+
+    Missing values before the first observed value of the window mean the series is too
+    short ("too few rows"); a missing value after it is a gap.
+    """
+    window = series.iloc[-x_size:]
+    observed = window.notna().to_numpy()
+    count = int(observed.sum())
+    if count == 0:
+        return f"too few rows: no value in the last {x_size} hours, need {x_size}"
+    first = int(np.argmax(observed))
+    holes = np.flatnonzero(~observed[first:]) + first
+    if len(holes):
+        return (
+            f"gap at {window.index[holes[0]].isoformat()} ({len(holes)} of {x_size} hours "
+            f"missing in the window {window.index[0].isoformat()}.."
+            f"{window.index[-1].isoformat()}); gaps are not imputed"
+        )
+    if count < x_size:
+        return f"too few rows: {count} non-missing hourly values, need {x_size}"
+    values = window.to_numpy(dtype=float)
+    bad = np.flatnonzero(values <= 0)
+    if len(bad):
+        return f"non-positive price {values[bad[0]]:g} at {window.index[bad[0]].isoformat()}"
+    spread = float(np.ptp(values))
+    if spread <= 1e-12 * float(np.max(np.abs(values))):
+        return f"constant series (all {x_size} values are {values[0]:g})"
+    return None
+
+
+def fit_frame(
+    frame: pd.DataFrame,
+    tickers: Sequence[str],
+    x_size: int,
+    family: str = "arima",
+    params: Mapping[str, Any] | None = None,
+    *,
+    keep_forecasters: bool = True,
+) -> dict[str, FitResult]:
+    """Fit one forecaster per ticker on the last ``x_size`` hours of ``frame``."""
+    fam = get_family(family)
+    hyperparameters = fam.resolve(params)
+    frame = normalise_frame(frame)
+    results: dict[str, FitResult] = {}
+    for ticker in tickers:
+        if ticker not in frame.columns:
+            result = _failed(ticker, fam, hyperparameters, f"no training data for {ticker}")
+        else:
+            result = fit_series(ticker, frame[ticker], x_size, fam, hyperparameters)
+        if not keep_forecasters and result.forecaster is not None:
+            result = _without_forecaster(result)
+        results[ticker] = result
+    return results
+
+
+def fit_series(
+    ticker: str,
+    series: pd.Series,
+    x_size: int,
+    family: Family,
+    hyperparameters: dict[str, Any],
+) -> FitResult:
+    """Check and fit one (normalised, hourly, UTC) series. Never raises for bad data."""
+    problem = window_problem(series, x_size)
+    window = series.iloc[-x_size:]
+    start = window.index[0].to_pydatetime() if len(window) else None
+    end = window.index[-1].to_pydatetime() if len(window) else None
+    if problem is not None:
+        return _failed(ticker, family, hyperparameters, problem, start, end, len(window))
+
+    # sktime is given tz-naive UTC hours: with a tz-aware index it converts to periods and
+    # warns that the timezone is dropped. forecast.py puts UTC back on predictions.
+    y = pd.Series(
+        window.to_numpy(dtype=float),
+        index=pd.date_range(window.index[0].tz_convert(None), periods=x_size, freq="h"),
+        name=ticker,
+    )
+    began = time.perf_counter()
+    kept: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            forecaster = family.build(hyperparameters)
+            forecaster.fit(y)
+            reason = family.check_fitted(forecaster)
+            params: dict[str, float | None] = {}
+            metrics: dict[str, MetricValue] = {}
+            if reason is None:
+                point = family.forecast_one(forecaster)
+                if not math.isfinite(point):
+                    reason = f"one-step forecast is not finite ({point})"
+            if reason is None:
+                params = family.extract_params(forecaster)
+                residuals = family.in_sample_residuals(forecaster)
+                metrics = insample_metrics(forecaster, y, residuals)
+        for w in caught:
+            if is_known_noise(w.message):
+                continue
+            if reason is None and type(w.message).__name__ == "ConvergenceWarning":
+                reason = f"did not converge: {w.message}"
+            kept.append(f"{type(w.message).__name__}: {w.message}")
+    except Exception as exc:  # a failed fit is a result, never an exception out of train()
+        reason = f"fit failed: {type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - began
+    if reason is not None:
+        return _failed(
+            ticker, family, hyperparameters, reason, start, end, x_size, seconds, tuple(kept)
+        )
+    return FitResult(
+        ticker=ticker,
+        family=family.name,
+        hyperparameters=dict(hyperparameters),
+        ok=True,
+        forecaster=forecaster,
+        params=params,
+        metrics=metrics,
+        window_start=start,
+        window_end=end,
+        n_obs=x_size,
+        fit_seconds=seconds,
+        warnings=tuple(kept),
+    )
+
+
+def _failed(
+    ticker: str,
+    family: Family,
+    hyperparameters: dict[str, Any],
+    reason: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    n_obs: int = 0,
+    seconds: float = 0.0,
+    kept: tuple[str, ...] = (),
+) -> FitResult:
+    return FitResult(
+        ticker=ticker,
+        family=family.name,
+        hyperparameters=dict(hyperparameters),
+        ok=False,
+        reason=reason,
+        window_start=start,
+        window_end=end,
+        n_obs=n_obs,
+        fit_seconds=seconds,
+        warnings=kept,
+    )
+
+
+def _without_forecaster(result: FitResult) -> FitResult:
+    from dataclasses import replace
+
+    return replace(result, forecaster=None)

@@ -1,0 +1,93 @@
+"""The trainer's loop: consume ``pipeline.batch-loaded.v1``, coalesce bursts, train once on
+the newest data, commit the offsets, publish ``models.trained.v1``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from metalcast_core import BATCH_LOADED, MODELS_TRAINED, BatchLoaded, DecodeError, ModelsTrained
+from metalcast_trainer.config import TrainerSettings
+from metalcast_trainer.runner import RunReport, TrainingRunner
+
+log = logging.getLogger(__name__)
+
+
+class Trainer:
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        runner: TrainingRunner,
+    ) -> None:
+        self._settings = settings
+        self._consumer = consumer
+        self._producer = producer
+        self._runner = runner
+        self._trained_topic = settings.kafka.topic_name(MODELS_TRAINED)
+        self.runs: list[RunReport] = []
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            fetched = await self._consumer.getmany(timeout_ms=500)
+            records = [r for batch in fetched.values() for r in batch]
+            if not records:
+                continue
+            # A burst trains once: wait briefly, then take everything that has arrived.
+            await asyncio.sleep(self._settings.trainer.coalesce_s)
+            more = await self._consumer.getmany(timeout_ms=0)
+            records += [r for batch in more.values() for r in batch]
+            await self.handle(records)
+
+    async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> RunReport | None:
+        events = _decode(records)
+        if not events:
+            await self._consumer.commit()
+            return None
+        newest = max(events, key=lambda e: e.loaded_at)
+        report = await self._runner.run("batch-loaded", newest.batch_id, len(events))
+        # Offsets move after the run is recorded: a crash mid-run trains again on restart.
+        await self._consumer.commit()
+        await self.publish(report, newest)
+        return report
+
+    async def publish(self, report: RunReport, batch: BatchLoaded | None = None) -> None:
+        await publish_report(self._producer, self._trained_topic, report, batch)
+        self.runs.append(report)
+
+
+async def publish_report(
+    producer: AIOKafkaProducer, topic: str, report: RunReport, batch: BatchLoaded | None
+) -> None:
+    """Publish ``models.trained.v1`` for a recorded run (key: the run id)."""
+    event = ModelsTrained(
+        run_id=report.run_id,
+        trigger_batch_id=batch.batch_id if batch else None,
+        versions=report.promoted,
+        promoted=sorted(report.promoted),
+        failed=report.failed,
+    )
+    await producer.send_and_wait(
+        topic, MODELS_TRAINED.encode(event), key=str(report.run_id).encode()
+    )
+
+
+def _decode(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[BatchLoaded]:
+    events = []
+    for record in records:
+        try:
+            events.append(BATCH_LOADED.decode(record.value))
+        except DecodeError as exc:
+            # Nothing to dead-letter into: the event is only a trigger. Say so and go on.
+            log.error(
+                "skipping undecodable batch-loaded event at %s/%s@%s: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
+    return events
