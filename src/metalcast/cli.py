@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import asyncpg
 import typer
 
 T = TypeVar("T")
@@ -161,6 +162,104 @@ def sink(
         _until_signal(lambda stop: run_sink(settings, stop=stop, until_idle=until_idle))
     )
     typer.echo(f"sink: {stats}")
+
+
+@app.command()
+def train(
+    once: Annotated[bool, typer.Option(help="Train now on the current window and exit.")] = False,
+) -> None:
+    """Run the trainer: retrain one model per metal on every batch-loaded event."""
+    from metalcast_core import configure_logging
+    from metalcast_trainer.bootstrap import run_trainer, train_once
+    from metalcast_trainer.config import TrainerSettings
+
+    settings = TrainerSettings()
+    configure_logging(settings.log_level)
+    if once:
+        report = asyncio.run(train_once(settings))
+        typer.echo(f"run {report.run_id} {report.status}: promoted {report.promoted}")
+        for symbol, reason in report.failed.items():
+            typer.echo(f"  {symbol} not trained: {reason}")
+        raise typer.Exit(0 if report.promoted else 1)
+    asyncio.run(_until_signal(lambda stop: run_trainer(settings, stop)))
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Model versions and the production pointer.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The production version of every metal, with its window and error against naive."""
+    from metalcast_models import registry
+
+    current = asyncio.run(_with_conn(registry.production))
+    if not current:
+        typer.echo("no model in production yet: run `metalcast train --once`")
+        return
+    typer.echo(
+        f"{'symbol':<7}{'version':>8}  {'family':<7}{'trained (UTC)':<18}{'rmse':>10}{'naive':>10}"
+    )
+    for v in current:
+        rmse, naive = v.metrics.get("rmse"), v.metrics.get("naive_rmse")
+        typer.echo(
+            f"{v.symbol:<7}{v.version:>8}  {v.family:<7}{v.created_at:%Y-%m-%d %H:%M} "
+            f"{_num(rmse):>10}{_num(naive):>10}"
+        )
+
+
+@models_app.command("show")
+def models_show(symbol: str) -> None:
+    """Every version of SYMBOL: hyperparameters, fitted parameters, metrics, file."""
+    import dataclasses
+
+    from metalcast_models import registry
+
+    found = asyncio.run(_with_conn(lambda conn: registry.versions(conn, symbol.upper())))
+    if not found:
+        raise typer.BadParameter(f"no model versions of {symbol.upper()}")
+    for v in found:
+        typer.echo(json.dumps(dataclasses.asdict(v), default=str, indent=2))
+
+
+@models_app.command("rollback")
+def models_rollback(
+    symbol: str,
+    to: Annotated[int | None, typer.Option(help="Target version (default: the previous).")] = None,
+    by: Annotated[str, typer.Option(help="Who moves the pointer (recorded).")] = "cli",
+) -> None:
+    """Point SYMBOL's production at another version, after checking its file loads."""
+    import tempfile
+
+    from metalcast_core import make_s3_client
+    from metalcast_models import registry
+    from metalcast_trainer.config import TrainerSettings
+
+    settings = TrainerSettings()
+    s3 = make_s3_client(settings.s3)
+    with tempfile.TemporaryDirectory() as work:
+        try:
+            move = asyncio.run(
+                _with_conn(lambda conn: registry.rollback(conn, s3, symbol.upper(), to, by, work))
+            )
+        except registry.RollbackRefused as exc:
+            typer.secho(f"refused: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from exc
+    typer.echo(f"{move.symbol}: v{move.from_version} -> v{move.to_version} ({move.action} by {by})")
+
+
+def _num(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else "-"
+
+
+async def _with_conn(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    from metalcast_core import ServiceSettings, connect
+
+    conn = await connect(ServiceSettings().postgres)
+    try:
+        return await work(conn)
+    finally:
+        await conn.close()
 
 
 @app.command()

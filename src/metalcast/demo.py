@@ -1,4 +1,4 @@
-"""``metalcast demo``: the whole flow on the local stack, with what landed printed."""
+"""``metalcast demo``: the whole flow on the local stack: ingest, store, train, serve."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ async def _flow(hours: int) -> None:
     from metalcast_ingestor.config import IngestorSettings
     from metalcast_sink.bootstrap import run_sink
     from metalcast_sink.config import SinkSettings
+    from metalcast_trainer.bootstrap import train_once
+    from metalcast_trainer.config import TrainerSettings
 
     settings = IngestorSettings()
     configure_logging("WARNING")
@@ -57,6 +59,14 @@ async def _flow(hours: int) -> None:
     _done(t, f"{sink_stats.rows_inserted} new rows from {sink_stats.ticks_received} ticks")
 
     await _report(settings.postgres.url)
+
+    t = _step("training one model per metal (sktime ARIMA(1,1,0) with intercept)")
+    report = await train_once(TrainerSettings())
+    _done(t, f"run {report.run_id} {report.status}")
+    for symbol, version in sorted(report.promoted.items()):
+        typer.echo(f"    {symbol}: version {version} in production")
+    for symbol, reason in sorted(report.failed.items()):
+        typer.echo(f"    {symbol}: not trained: {reason}")
 
 
 async def _report(url: str) -> None:
