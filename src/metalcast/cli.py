@@ -13,10 +13,13 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import asyncpg
 import typer
+
+if TYPE_CHECKING:
+    from metalcast_backup.config import BackupSettings
 
 T = TypeVar("T")
 
@@ -35,12 +38,26 @@ def _parse_when(value: str) -> datetime:
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    with_airflow: Annotated[
+        bool,
+        typer.Option(help="Also Airflow (api-server, scheduler, dag-processor, triggerer)."),
+    ] = False,
+) -> None:
     """Start PostgreSQL, Kafka and S3 on 127.0.0.1 (harmless when already running)."""
     from metalcast import stack
 
-    stack.up()
+    stack.up(with_airflow=with_airflow)
     _print_status()
+    if with_airflow:
+        _print_airflow_login()
+
+
+def _print_airflow_login() -> None:
+    from metalcast.stack import StackConfig, airflow
+
+    login = airflow.login(StackConfig.from_environ())
+    typer.echo(f"Airflow UI: {login.url}  user {login.username}  password {login.password}")
 
 
 @stack_app.command("down")
@@ -265,11 +282,14 @@ async def _with_conn(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
 @app.command()
 def demo(
     hours: Annotated[int, typer.Option(help="Hours of simulated history to backfill.")] = 72,
+    with_airflow: Annotated[
+        bool, typer.Option(help="Also start Airflow; its UI address and login are printed.")
+    ] = False,
 ) -> None:
     """Stack up → migrate → backfill simulated prices → sink → show what landed."""
     from metalcast.demo import run_demo
 
-    run_demo(hours=hours)
+    run_demo(hours=hours, with_airflow=with_airflow)
 
 
 async def _until_signal(run: Callable[[asyncio.Event], Awaitable[T]]) -> T:
@@ -278,3 +298,26 @@ async def _until_signal(run: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return await run(stop)
+
+
+# --- backups: `metalcast backup run|list|verify|restore|watch` --------------------------------
+
+
+def _backup_settings() -> BackupSettings:
+    """The backup service's settings; on the local stack, its PostgreSQL 18 pg_dump."""
+    from metalcast.stack import postgres_bin_dir
+    from metalcast_backup.config import BackupSettings
+
+    settings = BackupSettings()
+    if settings.backup.pg_bin_dir is None:
+        settings.backup.pg_bin_dir = Path(postgres_bin_dir())
+    return settings
+
+
+def _add_backup_app() -> None:
+    from metalcast_backup.cli import make_app
+
+    app.add_typer(make_app(_backup_settings), name="backup")
+
+
+_add_backup_app()

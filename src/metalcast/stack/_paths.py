@@ -65,6 +65,7 @@ class StackConfig:
     kafka_controller_port: int = 59093
     s3_port: int = 59000
     s3_console_port: int = 59001
+    airflow_port: int = 58080
     host: str = "127.0.0.1"
     # "auto": MinIO, built if missing; SeaweedFS if that build fails.
     s3_implementation: S3Implementation = "auto"
@@ -72,6 +73,7 @@ class StackConfig:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
         """Read ``METALCAST_STACK_DIR``, ``METALCAST_CACHE_DIR``, ``METALCAST_STACK_*_PORT``
+        (``..._AIRFLOW_PORT`` too)
         and ``METALCAST_STACK_S3`` (auto, minio or seaweedfs)."""
         env = os.environ if environ is None else environ
         s3 = env.get("METALCAST_STACK_S3") or "auto"
@@ -88,6 +90,7 @@ class StackConfig:
             kafka_controller_port=_port(env, "METALCAST_STACK_KAFKA_CONTROLLER_PORT", 59093),
             s3_port=_port(env, "METALCAST_STACK_S3_PORT", 59000),
             s3_console_port=_port(env, "METALCAST_STACK_S3_CONSOLE_PORT", 59001),
+            airflow_port=_port(env, "METALCAST_STACK_AIRFLOW_PORT", 58080),
             s3_implementation=s3,  # type: ignore[arg-type]
         )
 

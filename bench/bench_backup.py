@@ -1,0 +1,194 @@
+"""Backup and verify time against a plain ``pg_dump`` of the same database, in one run.
+
+Builds a scratch database (every migration applied) with N ticks (default 1,000,000) and M
+model files (default 100, ~11 KB each, like sktime ARIMA zips) in scratch buckets, then times:
+- plain: ``pg_dump --format=custom`` of the database into a local file (the baseline; twice,
+  before and after the backups, and the mean taken);
+- backup: ``metalcast_backup`` run (snapshot, counts, pg_dump, model copies, upload, manifest);
+- verify: restore into a scratch database, compare counts, recompute every model's sha256.
+
+Usage: ``uv run python bench/bench_backup.py [--ticks 1000000] [--models 100] [--repeat 2]``
+(starts the stack if needed). Aim (issue): backup <= 1.3 x plain pg_dump.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from metalcast import stack
+from metalcast_backup.config import BackupSection, BackupSettings
+from metalcast_backup.dump import PgTarget
+from metalcast_backup.service import BackupService
+from metalcast_core import METALS, PostgresSettings, S3Settings, make_s3_client, migrate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(PgTarget(url).admin.url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _load(url: str, ticks: int) -> float:
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    conn = await asyncpg.connect(url)
+    begin = time.monotonic()
+    try:
+        chunk = 200_000
+        for start in range(0, ticks, chunk):
+            records = [
+                (
+                    METALS[i % 4].symbol,
+                    f"bench{i % 3}",
+                    "spot",
+                    end - timedelta(seconds=i),
+                    1000.0 + (i % 1000) / 7,
+                    "USD",
+                    end,
+                )
+                for i in range(start, min(ticks, start + chunk))
+            ]
+            await conn.copy_records_to_table(
+                "ticks",
+                schema_name="prices",
+                records=records,
+                columns=[
+                    "symbol",
+                    "source",
+                    "instrument",
+                    "observed_at",
+                    "price",
+                    "currency",
+                    "fetched_at",
+                ],
+            )
+        await conn.execute("ANALYZE prices.ticks")
+    finally:
+        await conn.close()
+    return time.monotonic() - begin
+
+
+def _plain_pg_dump(settings: BackupSettings) -> tuple[float, int]:
+    db_args, env = PgTarget(settings.postgres.url).tool_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "plain.dump"
+        begin = time.monotonic()
+        subprocess.run(
+            [settings.backup.tool("pg_dump"), "--format=custom", "--file", str(out), *db_args],
+            env=env,
+            check=True,
+        )
+        return time.monotonic() - begin, out.stat().st_size
+
+
+def _clean_buckets(s3: S3Settings) -> None:
+    client = make_s3_client(s3)
+    for bucket in (s3.models_bucket, s3.backups_bucket):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys})  # type: ignore[typeddict-item]
+        client.delete_bucket(Bucket=bucket)
+
+
+async def main(ticks: int, models: int, repeat: int) -> None:
+    stack.up()
+    env = stack.env()
+    name = f"bench_backup_{uuid.uuid4().hex[:8]}"
+    base = env["METALCAST_POSTGRES__URL"]
+    url = PgTarget(base).with_database(name).url
+    suffix = uuid.uuid4().hex[:8]
+    s3 = S3Settings(
+        endpoint_url=env["METALCAST_S3__ENDPOINT_URL"],
+        access_key_id=env["METALCAST_S3__ACCESS_KEY_ID"],
+        secret_access_key=env["METALCAST_S3__SECRET_ACCESS_KEY"],
+        models_bucket=f"bench-{suffix}-models",
+        backups_bucket=f"bench-{suffix}-backups",
+    )
+    settings = BackupSettings(
+        postgres=PostgresSettings(url=url),
+        s3=s3,
+        backup=BackupSection(pg_bin_dir=Path(stack.postgres_bin_dir())),
+    )
+    client = make_s3_client(s3)
+    client.create_bucket(Bucket=s3.models_bucket)
+    client.create_bucket(Bucket=s3.backups_bucket)
+    await _admin(base, f'CREATE DATABASE "{name}"')
+    try:
+        await migrate(settings.postgres, REPO / "infra" / "migrations")
+        load_s = await _load(url, ticks)
+        for i in range(models):
+            metal = METALS[i % 4]
+            client.put_object(
+                Bucket=s3.models_bucket,
+                Key=f"models/{metal.symbol}/{i // 4 + 1}/{metal.ticker}.zip",
+                Body=os.urandom(11_000),
+            )
+        service = BackupService(settings, client)
+        plain, backups, verifies, sizes = [], [], [], {}
+        for _ in range(repeat):
+            seconds, sizes["plain"] = _plain_pg_dump(settings)
+            plain.append(seconds)
+            begin = time.monotonic()
+            manifest = await service.run()
+            backups.append(time.monotonic() - begin)
+            sizes["dump"] = manifest.dump_bytes
+            stages = manifest.durations_s
+            begin = time.monotonic()
+            verification = await service.verify(manifest.backup_id)
+            verifies.append(time.monotonic() - begin)
+            assert verification.status == "passed", verification
+            seconds, sizes["plain"] = _plain_pg_dump(settings)
+            plain.append(seconds)
+        plain_s = statistics.mean(plain)
+        backup_s = statistics.median(backups)
+        verify_s = statistics.median(verifies)
+        figures = {
+            "ticks": ticks,
+            "model_files": models,
+            "load_s": round(load_s, 2),
+            "plain_pg_dump_s": round(plain_s, 3),
+            "plain_pg_dump_runs_s": [round(x, 3) for x in plain],
+            "backup_s": round(backup_s, 3),
+            "backup_runs_s": [round(x, 3) for x in backups],
+            "backup_stages_s": stages,
+            "verify_s": round(verify_s, 3),
+            "verify_runs_s": [round(x, 3) for x in verifies],
+            "plain_dump_bytes": sizes["plain"],
+            "backup_dump_bytes": sizes["dump"],
+            "ratio_backup_vs_plain": round(backup_s / plain_s, 3),
+            "aim": "backup <= 1.3 x plain pg_dump",
+        }
+        print(json.dumps(figures, indent=2))
+        print(
+            f"\nbackup {backup_s:.2f} s vs plain pg_dump {plain_s:.2f} s: "
+            f"{backup_s / plain_s:.2f} x ({'meets' if backup_s <= 1.3 * plain_s else 'misses'} "
+            f"the 1.3 x aim); verify {verify_s:.2f} s"
+        )
+    finally:
+        await _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _clean_buckets(s3)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ticks", type=int, default=1_000_000)
+    parser.add_argument("--models", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    asyncio.run(main(args.ticks, args.models, args.repeat))

@@ -1,0 +1,145 @@
+"""The ``metalcast-backup`` commands (also ``metalcast backup ...``): run, list, verify, restore.
+
+:func:`make_app` takes the settings factory: ``metalcast-backup`` reads the environment only;
+``metalcast backup`` (the local stack's composition root) fills in the stack's pg_dump.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from metalcast_backup.config import BackupSettings
+    from metalcast_backup.service import BackupService
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
+    app = typer.Typer(
+        no_args_is_help=True,
+        help="Backups of PostgreSQL and the model files in S3: run, list, verify, restore.",
+    )
+
+    def _service() -> BackupService:
+        from metalcast_backup.service import BackupService
+        from metalcast_core import configure_logging
+
+        settings = settings_factory()
+        configure_logging(settings.log_level)
+        return BackupService(settings)
+
+    @app.command("run")
+    def run(
+        verify: Annotated[
+            bool, typer.Option(help="Verify the new backup, then apply retention.")
+        ] = True,
+    ) -> None:
+        """Back up the whole database and every model file; verify; keep the newest N."""
+        from metalcast_backup.service import BackupError
+
+        service = _service()
+        try:
+            if verify:
+                manifest, verification, plan = asyncio.run(service.run_verify_prune())
+            else:
+                manifest = asyncio.run(service.run())
+        except BackupError as exc:
+            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(
+            f"backup {manifest.backup_id} complete: {len(manifest.tables)} tables, "
+            f"{manifest.total_rows} rows, {len(manifest.models)} model files, "
+            f"{_size(manifest.total_bytes)} in {manifest.durations_s.get('total', 0):.1f} s"
+        )
+        if verify:
+            typer.echo(f"verified in {verification.duration_s:.1f} s ({verification.status})")
+            typer.echo(f"retention: {plan.reason}; deleted {len(plan.delete)}")
+            for backup_id in plan.delete:
+                typer.echo(f"  deleted {backup_id}")
+
+    @app.command("list")
+    def list_() -> None:
+        """The backups in S3, oldest first."""
+        service = _service()
+        manifests = asyncio.run(service.list())
+        typer.echo(
+            f"{'id':<24} {'status':<9} {'verify':<7} {'rows':>10} {'models':>6} "
+            f"{'size':>10} {'seconds':>8}"
+        )
+        for m in manifests:
+            verify = m.verification.status if m.verification else "-"
+            typer.echo(
+                f"{m.backup_id:<24} {m.status:<9} {verify:<7} {m.total_rows:>10} "
+                f"{len(m.models):>6} {_size(m.total_bytes):>10} "
+                f"{m.durations_s.get('total', 0):>8.1f}" + (f"  {m.error}" if m.error else "")
+            )
+
+    @app.command("verify")
+    def verify_(backup_id: str) -> None:
+        """Restore into a scratch database, compare row counts and model sha256s, drop it."""
+        from metalcast_backup.service import BackupError, verification_message
+
+        service = _service()
+        try:
+            v = asyncio.run(service.verify(backup_id))
+        except BackupError as exc:
+            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from exc
+        if v.status != "passed":
+            typer.secho(verification_message(backup_id, v), fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        typer.echo(
+            f"backup {backup_id} verified in {v.duration_s:.1f} s: {v.tables_checked} tables "
+            f"match, {v.models_checked} model files match (scratch database "
+            f"{v.scratch_database} dropped)"
+        )
+
+    @app.command("restore")
+    def restore(
+        backup_id: str,
+        into: Annotated[str, typer.Option("--into", help="Database to restore into.")],
+        force: Annotated[
+            bool, typer.Option(help="Replace an existing database (needed for the live one).")
+        ] = False,
+        models: Annotated[bool, typer.Option(help="Also put the model files back.")] = True,
+    ) -> None:
+        """Restore a backup into a database and the model files into the models bucket."""
+        from metalcast_backup.service import BackupError
+
+        service = _service()
+        try:
+            report = asyncio.run(service.restore(backup_id, into, force=force, models=models))
+        except BackupError as exc:
+            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from exc
+        for line in report.lines():
+            typer.echo(line)
+        if report.problems:
+            raise typer.Exit(1)
+
+    @app.command("watch")
+    def watch_() -> None:
+        """Check the pipeline (stale ticks, failed training, consumer lag, DLQ growth)."""
+        from metalcast_backup.watch import WatchFailed, watch
+
+        settings: BackupSettings = settings_factory()
+        try:
+            asyncio.run(watch(settings))
+        except WatchFailed as exc:
+            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from exc
+        typer.echo("metalcast watch: all checks passed")
+
+    return app

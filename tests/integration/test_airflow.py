@@ -1,0 +1,169 @@
+"""The Airflow DAGs on the real stack, in Airflow's own venv (built on first use, ~5 s with
+uv's cache; then ~5 s for the DagBag and ~15 s per ``dag.test()``).
+
+The tests use their own Airflow metadata database (``airflow_test``) and home, so a running
+``metalcast stack up --with-airflow`` scheduler never sees their runs; the tasks get the
+test's database, buckets and topic prefix through ``METALCAST_*``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from metalcast.stack import StackConfig, airflow, postgres_bin_dir
+from metalcast.stack.postgres import Postgres
+from metalcast_backup.store import BackupStore
+from metalcast_core import KafkaSettings, PostgresSettings, S3Settings, make_s3_client
+from tests.conftest import REPO, Stack
+from tests.integration.test_backup import seed_ticks, seed_training
+
+pytestmark = pytest.mark.integration
+
+RUNNER = REPO / "airflow" / "tests" / "dag_runner.py"
+METADATA_DB = "airflow_test"
+
+
+@dataclass
+class AirflowVenv:
+    config: StackConfig
+    env: dict[str, str]
+
+    def run(self, args: list[str], extra_env: dict[str, str] | None = None) -> tuple[Any, str]:
+        result = subprocess.run(
+            [str(airflow.airflow_python(self.config)), str(RUNNER), str(airflow.dags_dir()), *args],
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        output = result.stdout + result.stderr
+        lines = [ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")]
+        assert result.returncode == 0, output[-5000:]
+        assert lines, output[-5000:]
+        return json.loads(lines[-1].removeprefix("RESULT ")), output
+
+
+@pytest.fixture(scope="session")
+def airflow_venv(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AirflowVenv:
+    if stack.kind != "local":
+        pytest.skip("Airflow's venv runs beside the local stack only")
+    config = StackConfig.from_environ()
+    home = tmp_path_factory.mktemp("airflow-home")
+    airflow.install(config, home / "install.log")
+    postgres = Postgres(config)
+    if postgres.psql(f"SELECT 1 FROM pg_database WHERE datname = '{METADATA_DB}'") != "1":
+        postgres.psql(f'CREATE DATABASE "{METADATA_DB}"')
+    env = airflow.airflow_env(config)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                f"postgresql+psycopg2://postgres@{config.host}:{config.pg_port}/{METADATA_DB}"
+            ),
+            "METALCAST_BACKUP__PG_BIN_DIR": postgres_bin_dir(),
+        }
+    )
+    migrated = subprocess.run(
+        [str(airflow.airflow_bin(config)), "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
+    return AirflowVenv(config, env)
+
+
+def test_dagbag_has_no_import_errors_and_the_schedules_are_the_issue_s(
+    airflow_venv: AirflowVenv,
+) -> None:
+    bag, _ = airflow_venv.run(["bag"])
+    assert bag["import_errors"] == {}
+    backup, watch = bag["dags"]["metalcast_backup"], bag["dags"]["metalcast_watch"]
+    assert backup["schedule"] == "0 */6 * * *"
+    assert backup["tasks"] == ["backup", "prune", "verify"]
+    assert backup["retries"]["backup"] >= 1
+    assert backup["backoff"]["backup"] is True
+    assert watch["schedule"] == "@hourly"
+    assert watch["tasks"] == ["check_pipeline"]
+    assert not backup["catchup"]
+    assert not watch["catchup"]
+
+
+def _env(pg: PostgresSettings, **more: str) -> dict[str, str]:
+    return {"METALCAST_POSTGRES__URL": pg.url, **more}
+
+
+async def test_backup_dag_makes_a_complete_verified_backup(
+    airflow_venv: AirflowVenv, pg_settings: PostgresSettings, s3_settings: S3Settings
+) -> None:
+    client = make_s3_client(s3_settings)
+    await seed_ticks(pg_settings, 2_000)
+    await seed_training(pg_settings, s3_settings, client)
+    env = _env(
+        pg_settings,
+        METALCAST_S3__MODELS_BUCKET=s3_settings.models_bucket,
+        METALCAST_S3__BACKUPS_BUCKET=s3_settings.backups_bucket,
+    )
+    result, output = airflow_venv.run(["test", "metalcast_backup"], env)
+    assert result["state"] == "success", output[-5000:]
+    assert result["tasks"] == {"backup": "success", "verify": "success", "prune": "success"}
+    store = BackupStore(client, s3_settings.backups_bucket, "backups/")
+    (backup_id,) = store.backup_ids()
+    manifest = store.read_manifest(backup_id)
+    assert manifest is not None
+    assert manifest.status == "complete"
+    assert manifest.verification is not None
+    assert manifest.verification.status == "passed"
+    assert manifest.tables["prices.ticks"] == 2_000
+    assert len(manifest.models) == 8
+
+
+async def test_watch_dag_passes_on_fresh_data_and_fails_on_stale_data(
+    airflow_venv: AirflowVenv, pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    env = _env(
+        pg_settings,
+        METALCAST_KAFKA__TOPIC_PREFIX=kafka_settings.topic_prefix,
+        METALCAST_WATCH__SINK_GROUP=f"sink-{suffix}",
+        METALCAST_WATCH__TRAINER_GROUP=f"trainer-{suffix}",
+        METALCAST_WATCH__MAX_TICK_AGE_MINUTES="120",
+    )
+    await seed_ticks(pg_settings, 400)
+    fresh, output = airflow_venv.run(["test", "metalcast_watch"], env)
+    assert fresh["state"] == "success", output[-5000:]
+
+    conn = await asyncpg.connect(pg_settings.url)
+    try:
+        await conn.execute("DELETE FROM prices.ticks")
+    finally:
+        await conn.close()
+    await seed_ticks(pg_settings, 400, newest=datetime.now(UTC) - timedelta(hours=5))
+    stale, output = airflow_venv.run(["test", "metalcast_watch"], env)
+    assert stale["state"] == "failed"
+    assert stale["tasks"] == {"check_pipeline": "failed"}
+    assert "metalcast watch FAILED" in output
+    assert "stale data: the newest XAU tick is" in output
+
+
+def test_local_airflow_env_reaches_our_code() -> None:
+    """What the stack's Airflow processes get: the stack's servers and pg_dump, 127.0.0.1."""
+    env = airflow.airflow_env(StackConfig.from_environ())
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert Path(env["METALCAST_BACKUP__PG_BIN_DIR"], "pg_dump").is_file()
+    assert env["METALCAST_POSTGRES__URL"].startswith("postgresql://")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO / "airflow" / "dags")

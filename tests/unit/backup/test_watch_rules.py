@@ -1,0 +1,69 @@
+"""The watch's rules, on figures (no servers): each problem named with its figures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from metalcast_backup.config import WatchSection
+from metalcast_backup.watch import Figures, evaluate
+
+NOW = datetime(2026, 1, 15, 12, tzinfo=UTC)
+CFG = WatchSection(max_tick_age_minutes=120, max_sink_lag=100, max_trainer_lag=5)
+
+
+def _healthy() -> Figures:
+    return Figures(
+        checked_at=NOW,
+        newest_tick={s: NOW - timedelta(minutes=30) for s in ("XAU", "XAG", "XPT", "XPD")},
+        last_training={"id": 7, "status": "succeeded"},
+        sink_lag=3,
+        trainer_lag=0,
+        dlq_end=4,
+        dlq_previous=4,
+    )
+
+
+def test_healthy_figures_pass() -> None:
+    assert evaluate(_healthy(), CFG) == []
+
+
+def test_first_run_without_previous_dlq_figure_passes() -> None:
+    figures = _healthy()
+    figures.dlq_previous = None
+    assert evaluate(figures, CFG) == []
+
+
+def test_every_problem_is_reported() -> None:
+    figures = _healthy()
+    figures.newest_tick["XAG"] = NOW - timedelta(hours=5)
+    figures.newest_tick["XPD"] = None
+    figures.last_training = {"id": 8, "status": "failed", "error": "boom"}
+    figures.sink_lag = 101
+    figures.trainer_lag = 6
+    figures.dlq_end = 9
+    figures.errors.append("cannot read X")
+    problems = evaluate(figures, CFG)
+    text = "\n".join(problems)
+    assert len(problems) == 7, text
+    assert "XAG tick is 300 min old" in text
+    assert "no tick of XPD" in text
+    assert "#8" in text
+    assert "boom" in text
+    assert "lags 101" in text
+    assert "lags 6" in text
+    assert "grew by 5" in text
+    assert "cannot read X" in text
+
+
+def test_thresholds_are_inclusive_limits() -> None:
+    figures = _healthy()
+    figures.sink_lag = 100
+    figures.trainer_lag = 5
+    figures.newest_tick["XAU"] = NOW - timedelta(minutes=120)
+    assert evaluate(figures, CFG) == []
+
+
+def test_failed_training_can_be_ignored() -> None:
+    figures = _healthy()
+    figures.last_training = {"id": 1, "status": "failed"}
+    assert evaluate(figures, CFG.model_copy(update={"fail_on_failed_training": False})) == []
