@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from tenacity import (
@@ -35,7 +35,6 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from metalcast_ingestor.sources._parse import usd_per_ounce
 from metalcast_ingestor.sources.base import (
     Fetched,
     PriceSource,
@@ -258,10 +257,15 @@ class HttpFetcher:
 
 
 class HttpSource(PriceSource):
-    """A provider reached over HTTP. ``codes`` maps our symbols to the provider's."""
+    """A provider reached over HTTP. ``codes`` maps our symbols to the provider's.
+
+    ``required_key`` is set by providers that cannot work without a key: it names the query
+    parameter or header that carries it, and building the source without a key fails.
+    """
 
     default_base_url: str
     codes: Mapping[str, str]
+    required_key: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -271,6 +275,8 @@ class HttpSource(PriceSource):
         *,
         base_url: str | None = None,
     ) -> None:
+        if self.required_key and not api_key:
+            raise ValueError(f"{self.name} needs an API key ({self.required_key})")
         self._api_key = api_key or None
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self._http = HttpFetcher(self.name, client, retry or RetryPolicy(), secrets=[api_key])
@@ -298,31 +304,37 @@ class HttpSource(PriceSource):
             original = json.dumps(original, default=str).encode()
         return Rejected(self.name, reason, self._http.scrub(original))
 
-    def _ticks_from_rates(
-        self, symbols: Sequence[str], rates: Any, observed_at: datetime, raw: dict[str, Any]
-    ) -> list[Fetched]:
-        """One tick per symbol from a base=USD ``rates`` map (metalpriceapi, metals-api)."""
-        if not isinstance(rates, dict):
-            return [self._reject("answer has no rates object", raw)]
-        out: list[Fetched] = []
-        for symbol in symbols:
-            code = self.codes[symbol]
-            found = usd_per_ounce(rates, code)
-            if found is None:
-                reason = f"{symbol}: missing from the answer (neither USD{code} nor {code})"
-                out.append(self._reject(reason, raw))
-                continue
-            price, price_field = found
-            out.append(
-                make_tick(
-                    source=self.name,
-                    symbol=symbol,
-                    observed_at=observed_at,
-                    price=price,
-                    raw={**raw, "price_field": price_field},
-                )
-            )
-        return out
+    def _tick_from_price(
+        self,
+        symbol: str,
+        body: Any,
+        *,
+        symbol_field: str,
+        observed: Callable[[dict[str, Any]], datetime | str],
+    ) -> Fetched:
+        """One tick from a single-price answer (gold-api ``/price``, goldapi.io).
+
+        The answer is an object naming its symbol in ``symbol_field`` (if at all), in USD
+        unless it says otherwise, with a ``price``; ``observed`` gives the observation time
+        from it, or the reason (after ``"{symbol}: "``) why it cannot.
+        """
+        code = self.codes[symbol]
+        if not isinstance(body, dict):
+            return self._reject(f"{symbol}: expected a JSON object", body)
+        if (problem := error_answer(body)) is not None:
+            return self._reject(f"{symbol}: provider error {problem}", body)
+        if body.get(symbol_field, code) != code:
+            return self._reject(f"{symbol}: answer is for {body.get(symbol_field)!r}", body)
+        if body.get("currency", "USD") != "USD":
+            return self._reject(f"{symbol}: answer is in {body.get('currency')!r}", body)
+        if "price" not in body:
+            return self._reject(f"{symbol}: answer has no price", body)
+        when = observed(body)
+        if isinstance(when, str):
+            return self._reject(f"{symbol}: {when}", body)
+        return make_tick(
+            source=self.name, symbol=symbol, observed_at=when, price=body["price"], raw=body
+        )
 
     def __repr__(self) -> str:  # never shows the key
         key = "set" if self._api_key else "none"

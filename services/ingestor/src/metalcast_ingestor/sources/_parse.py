@@ -1,11 +1,16 @@
-"""Small, pure helpers the sources share: timestamps and rate-to-price conversion."""
+"""Small helpers the sources share: timestamps and rate-to-price conversion.
+
+All are pure but :func:`observed_at`, which falls back to the fetch time.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from metalcast_core import utcnow
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -67,6 +72,16 @@ def parse_timestamp(value: Any) -> datetime | None:
             return parse_iso(text)
         return parse_epoch(text)
     return None
+
+
+def observed_at(
+    answer: Mapping[str, Any], key: str, parse: Callable[[Any], datetime | None]
+) -> datetime | None:
+    """When an answer says its price was observed: ``parse(answer[key])``, ``None`` when that
+    is unreadable, or the fetch time (now) when the answer has no ``key``."""
+    if key not in answer:
+        return utcnow()
+    return parse(answer[key])
 
 
 def day_start(day: date) -> datetime:

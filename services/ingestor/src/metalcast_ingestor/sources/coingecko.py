@@ -18,11 +18,8 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
-
-from metalcast_core import utcnow
-from metalcast_ingestor.sources._http import HttpSource, ProviderHTTPError, RetryPolicy
-from metalcast_ingestor.sources._parse import as_utc, parse_epoch, windows
+from metalcast_ingestor.sources._http import HttpSource, ProviderHTTPError
+from metalcast_ingestor.sources._parse import as_utc, observed_at, parse_epoch, windows
 from metalcast_ingestor.sources.base import Fetched, HistoryNotSupported, Rejected, make_tick
 
 _WINDOW = timedelta(days=90)
@@ -50,16 +47,9 @@ class CoinGeckoSource(HttpSource):
     default_base_url = "https://api.coingecko.com/api/v3"
     codes = {"BTC": "bitcoin", "ETH": "ethereum"}
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        api_key: str | None = None,
-        retry: RetryPolicy | None = None,
-        *,
-        base_url: str | None = None,
-    ) -> None:
-        super().__init__(client, api_key, retry, base_url=base_url)
-        self._headers = {"x-cg-demo-api-key": api_key} if api_key else {}
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {"x-cg-demo-api-key": self._api_key} if self._api_key else {}
 
     async def latest(self, symbols: Sequence[str]) -> list[Fetched]:
         checked = self._checked(symbols)
@@ -86,14 +76,11 @@ class CoinGeckoSource(HttpSource):
             if not isinstance(entry, dict) or "usd" not in entry:
                 out.append(self._reject(f"{symbol}: missing from the answer", body))
                 continue
-            observed = utcnow()
-            if "last_updated_at" in entry:
-                parsed = parse_epoch(entry["last_updated_at"])
-                if parsed is None:
-                    reason = f"{symbol}: bad last_updated_at {entry['last_updated_at']!r}"
-                    out.append(self._reject(reason, body))
-                    continue
-                observed = parsed
+            observed = observed_at(entry, "last_updated_at", parse_epoch)
+            if observed is None:
+                reason = f"{symbol}: bad last_updated_at {entry['last_updated_at']!r}"
+                out.append(self._reject(reason, body))
+                continue
             out.append(
                 make_tick(
                     source=self.name,

@@ -19,9 +19,8 @@ from typing import Any
 
 import httpx
 
-from metalcast_core import utcnow
 from metalcast_ingestor.sources._http import HttpSource, RetryPolicy, error_answer
-from metalcast_ingestor.sources._parse import as_utc, numeric, parse_iso, windows
+from metalcast_ingestor.sources._parse import as_utc, numeric, observed_at, parse_iso, windows
 from metalcast_ingestor.sources.base import Fetched, HistoryNotSupported, Rejected, make_tick
 
 _WINDOW = {"hour": timedelta(days=31), "day": timedelta(days=366)}
@@ -60,26 +59,7 @@ class GoldApiSource(HttpSource):
         return out
 
     def _parse_price(self, symbol: str, body: Any) -> Fetched:
-        code = self.codes[symbol]
-        if not isinstance(body, dict):
-            return self._reject(f"{symbol}: expected a JSON object", body)
-        if (problem := error_answer(body)) is not None:
-            return self._reject(f"{symbol}: provider error {problem}", body)
-        if body.get("symbol", code) != code:
-            return self._reject(f"{symbol}: answer is for {body.get('symbol')!r}", body)
-        if body.get("currency", "USD") != "USD":
-            return self._reject(f"{symbol}: answer is in {body.get('currency')!r}", body)
-        if "price" not in body:
-            return self._reject(f"{symbol}: answer has no price", body)
-        observed = utcnow()
-        if "updatedAt" in body:
-            parsed = parse_iso(body["updatedAt"])
-            if parsed is None:
-                return self._reject(f"{symbol}: bad updatedAt {body['updatedAt']!r}", body)
-            observed = parsed
-        return make_tick(
-            source=self.name, symbol=symbol, observed_at=observed, price=body["price"], raw=body
-        )
+        return self._tick_from_price(symbol, body, symbol_field="symbol", observed=_updated_at)
 
     async def history(
         self, symbols: Sequence[str], start: datetime, end: datetime
@@ -142,3 +122,9 @@ class GoldApiSource(HttpSource):
                 )
             )
         return out
+
+
+def _updated_at(body: dict[str, Any]) -> datetime | str:
+    """``updatedAt`` (ISO-8601), else the fetch time."""
+    observed = observed_at(body, "updatedAt", parse_iso)
+    return observed if observed is not None else f"bad updatedAt {body['updatedAt']!r}"

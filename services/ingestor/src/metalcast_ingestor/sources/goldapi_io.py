@@ -14,35 +14,22 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-import httpx
-
 from metalcast_core import utcnow
-from metalcast_ingestor.sources._http import HttpSource, RetryPolicy, error_answer
+from metalcast_ingestor.sources._http import HttpSource
 from metalcast_ingestor.sources._parse import as_utc, days_in, parse_epoch, parse_iso
-from metalcast_ingestor.sources.base import Fetched, Rejected, make_tick
+from metalcast_ingestor.sources.base import Fetched, Rejected
 
 
 class GoldApiIoSource(HttpSource):
     name = "goldapi-io"
     default_base_url = "https://www.goldapi.io/api"
     codes = {"XAU": "XAU", "XAG": "XAG", "XPT": "XPT", "XPD": "XPD"}
-
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        api_key: str | None = None,
-        retry: RetryPolicy | None = None,
-        *,
-        base_url: str | None = None,
-    ) -> None:
-        if not api_key:
-            raise ValueError("goldapi-io needs an API key (x-access-token)")
-        super().__init__(client, api_key, retry, base_url=base_url)
+    required_key = "x-access-token"  # a header
 
     async def _fetch(self, symbol: str, day: date | None) -> Fetched:
         path = f"/{self.codes[symbol]}/USD" + (f"/{day:%Y%m%d}" if day else "")
         response = await self._http.get(
-            f"{self.base_url}{path}", headers={"x-access-token": self._api_key or ""}
+            f"{self.base_url}{path}", headers={self.required_key: self._api_key or ""}
         )
         body = self._http.decode_json(response)
         if isinstance(body, Rejected):
@@ -50,28 +37,7 @@ class GoldApiIoSource(HttpSource):
         return self._parse(symbol, body)
 
     def _parse(self, symbol: str, body: Any) -> Fetched:
-        code = self.codes[symbol]
-        if not isinstance(body, dict):
-            return self._reject(f"{symbol}: expected a JSON object", body)
-        if (problem := error_answer(body)) is not None:
-            return self._reject(f"{symbol}: provider error {problem}", body)
-        if body.get("metal", code) != code:
-            return self._reject(f"{symbol}: answer is for {body.get('metal')!r}", body)
-        if body.get("currency", "USD") != "USD":
-            return self._reject(f"{symbol}: answer is in {body.get('currency')!r}", body)
-        if "price" not in body:
-            return self._reject(f"{symbol}: answer has no price", body)
-        observed: datetime | None = utcnow()
-        if "date" in body:
-            observed = parse_iso(body["date"])
-        elif "timestamp" in body:
-            observed = parse_epoch(body["timestamp"], allow_millis=True)
-        if observed is None:
-            stamp = body.get("date", body.get("timestamp"))
-            return self._reject(f"{symbol}: bad date/timestamp {stamp!r}", body)
-        return make_tick(
-            source=self.name, symbol=symbol, observed_at=observed, price=body["price"], raw=body
-        )
+        return self._tick_from_price(symbol, body, symbol_field="metal", observed=_observed)
 
     async def latest(self, symbols: Sequence[str]) -> list[Fetched]:
         return [await self._fetch(symbol, None) for symbol in self._checked(symbols)]
@@ -83,3 +49,15 @@ class GoldApiIoSource(HttpSource):
         checked = self._checked(symbols)
         for day in days_in(as_utc(start), as_utc(end)):
             yield [await self._fetch(symbol, day) for symbol in checked]
+
+
+def _observed(body: dict[str, Any]) -> datetime | str:
+    """``date`` (history), else ``timestamp`` (seconds or ms), else the fetch time."""
+    observed: datetime | None = utcnow()
+    if "date" in body:
+        observed = parse_iso(body["date"])
+    elif "timestamp" in body:
+        observed = parse_epoch(body["timestamp"], allow_millis=True)
+    if observed is None:
+        return f"bad date/timestamp {body.get('date', body.get('timestamp'))!r}"
+    return observed

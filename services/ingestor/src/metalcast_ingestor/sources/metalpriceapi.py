@@ -14,29 +14,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 
-from metalcast_core import utcnow
-from metalcast_ingestor.sources._http import HttpSource, RetryPolicy, error_answer
-from metalcast_ingestor.sources._parse import (
-    as_utc,
-    day_start,
-    days_in,
-    parse_epoch,
-    parse_iso,
-    windows,
-)
+from metalcast_ingestor.sources._http import RetryPolicy
+from metalcast_ingestor.sources._parse import as_utc, day_start, days_in
+from metalcast_ingestor.sources._rates import RatesApiSource
 from metalcast_ingestor.sources.base import Fetched, Rejected
 
 _TIMEFRAME_MAX = timedelta(days=365)
 
 
-class MetalpriceApiSource(HttpSource):
+class MetalpriceApiSource(RatesApiSource):
     name = "metalpriceapi"
     default_base_url = "https://api.metalpriceapi.com/v1"
     codes = {"XAU": "XAU", "XAG": "XAG", "XPT": "XPT", "XPD": "XPD"}
+    required_key = "api_key"
+    symbols_param = "currencies"
 
     def __init__(
         self,
@@ -47,42 +41,8 @@ class MetalpriceApiSource(HttpSource):
         base_url: str | None = None,
         use_timeframe: bool = True,
     ) -> None:
-        if not api_key:
-            raise ValueError("metalpriceapi needs an API key (api_key)")
         super().__init__(client, api_key, retry, base_url=base_url)
         self._use_timeframe = use_timeframe
-
-    def _params(self, symbols: Sequence[str], **extra: str) -> dict[str, str | int]:
-        return {
-            "api_key": self._api_key or "",
-            "base": "USD",
-            "currencies": ",".join(self.codes[s] for s in symbols),
-            **extra,
-        }
-
-    async def _get_json(self, path: str, params: dict[str, str | int]) -> Any | Rejected:
-        response = await self._http.get(f"{self.base_url}{path}", params=params)
-        body = self._http.decode_json(response)
-        if isinstance(body, Rejected):
-            return body
-        if not isinstance(body, dict):
-            return self._reject("expected a JSON object", body)
-        if (problem := error_answer(body)) is not None:
-            return self._reject(f"provider error (HTTP {response.status_code}): {problem}", body)
-        return body
-
-    async def latest(self, symbols: Sequence[str]) -> list[Fetched]:
-        checked = self._checked(symbols)
-        body = await self._get_json("/latest", self._params(checked))
-        if isinstance(body, Rejected):
-            return [body]
-        observed = utcnow()
-        if "timestamp" in body:
-            parsed = parse_epoch(body["timestamp"])
-            if parsed is None:
-                return [self._reject(f"bad timestamp {body['timestamp']!r}", body)]
-            observed = parsed
-        return self._ticks_from_rates(checked, body.get("rates"), observed, body)
 
     async def history(
         self, symbols: Sequence[str], start: datetime, end: datetime
@@ -92,39 +52,20 @@ class MetalpriceApiSource(HttpSource):
         start, end = as_utc(start), as_utc(end)
         if not self._use_timeframe:
             for day in days_in(start, end):
-                body = await self._get_json(f"/{day.isoformat()}", self._params(checked))
+                body = await self._get_rates(f"/{day.isoformat()}", checked)
                 if isinstance(body, Rejected):
                     yield [body]
                     continue
                 yield self._ticks_from_rates(checked, body.get("rates"), day_start(day), body)
             return
-        for lo, hi in windows(start, end, _TIMEFRAME_MAX):
-            days = days_in(lo, hi)
-            if not days:
-                continue
-            params = self._params(
-                checked, start_date=days[0].isoformat(), end_date=days[-1].isoformat()
-            )
-            body = await self._get_json("/timeframe", params)
-            if isinstance(body, Rejected):
-                yield [body]
-                continue
-            yield self._parse_timeframe(checked, body, lo, hi)
-
-    def _parse_timeframe(
-        self, symbols: Sequence[str], body: dict[str, Any], lo: datetime, hi: datetime
-    ) -> list[Fetched]:
-        rates = body.get("rates")
-        if not isinstance(rates, dict):
-            return [self._reject("timeframe answer has no rates object", body)]
-        out: list[Fetched] = []
-        for key in sorted(rates):
-            observed = parse_iso(key)
-            if observed is None:
-                out.append(self._reject(f"timeframe has a bad date {key!r}", {key: rates[key]}))
-                continue
-            if not lo <= observed < hi:
-                continue
-            raw = {"date": key, "rates": rates[key]}
-            out.extend(self._ticks_from_rates(symbols, rates[key], observed, raw))
-        return out
+        history = self._daily_history(
+            "/timeframe",
+            checked,
+            start,
+            end,
+            _TIMEFRAME_MAX,
+            label="timeframe",
+            bad_date_keeps="entry",
+        )
+        async for chunk in history:
+            yield chunk

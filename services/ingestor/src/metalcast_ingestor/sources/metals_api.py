@@ -14,27 +14,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 
 from metalcast_core import utcnow
-from metalcast_ingestor.sources._http import HttpSource, RetryPolicy, error_answer
-from metalcast_ingestor.sources._parse import (
-    as_utc,
-    day_start,
-    days_in,
-    parse_epoch,
-    parse_iso,
-    windows,
-)
-from metalcast_ingestor.sources.base import Fetched, Rejected
+from metalcast_ingestor.sources._http import RetryPolicy
+from metalcast_ingestor.sources._parse import as_utc, day_start
+from metalcast_ingestor.sources._rates import RatesApiSource
+from metalcast_ingestor.sources.base import Fetched
 
 
-class MetalsApiSource(HttpSource):
+class MetalsApiSource(RatesApiSource):
     name = "metals-api"
     default_base_url = "https://metals-api.com/api"
     codes = {"XAU": "XAU", "XAG": "XAG", "XPT": "XPT", "XPD": "XPD"}
+    required_key = "access_key"
+    symbols_param = "symbols"
 
     def __init__(
         self,
@@ -46,41 +41,11 @@ class MetalsApiSource(HttpSource):
         timeseries_days: int = 30,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
-        if not api_key:
-            raise ValueError("metals-api needs an API key (access_key)")
+        super().__init__(client, api_key, retry, base_url=base_url)  # checks the key first
         if timeseries_days < 1:
             raise ValueError("timeseries_days must be at least 1")
-        super().__init__(client, api_key, retry, base_url=base_url)
         self._window = timedelta(days=timeseries_days)
         self._now = now
-
-    async def _get_json(self, path: str, params: dict[str, str | int]) -> Any | Rejected:
-        response = await self._http.get(
-            f"{self.base_url}{path}", params={"access_key": self._api_key or "", **params}
-        )
-        body = self._http.decode_json(response)
-        if isinstance(body, Rejected):
-            return body
-        if not isinstance(body, dict):
-            return self._reject("expected a JSON object", body)
-        if (problem := error_answer(body)) is not None:
-            return self._reject(f"provider error (HTTP {response.status_code}): {problem}", body)
-        return body
-
-    async def latest(self, symbols: Sequence[str]) -> list[Fetched]:
-        checked = self._checked(symbols)
-        body = await self._get_json(
-            "/latest", {"base": "USD", "symbols": ",".join(self.codes[s] for s in checked)}
-        )
-        if isinstance(body, Rejected):
-            return [body]
-        observed = utcnow()
-        if "timestamp" in body:
-            parsed = parse_epoch(body["timestamp"])
-            if parsed is None:
-                return [self._reject(f"bad timestamp {body['timestamp']!r}", body)]
-            observed = parsed
-        return self._ticks_from_rates(checked, body.get("rates"), observed, body)
 
     async def history(
         self, symbols: Sequence[str], start: datetime, end: datetime
@@ -90,37 +55,14 @@ class MetalsApiSource(HttpSource):
         today = day_start(as_utc(self._now()).date())
         start, end = as_utc(start), min(as_utc(end), today)
         for symbol in checked:
-            for lo, hi in windows(start, end, self._window):
-                days = days_in(lo, hi)
-                if not days:
-                    continue
-                body = await self._get_json(
-                    "/timeseries",
-                    {
-                        "base": "USD",
-                        "symbols": self.codes[symbol],
-                        "start_date": days[0].isoformat(),
-                        "end_date": days[-1].isoformat(),
-                    },
-                )
-                if isinstance(body, Rejected):
-                    yield [body]
-                    continue
-                yield self._parse_timeseries(symbol, body, lo, hi)
-
-    def _parse_timeseries(
-        self, symbol: str, body: dict[str, Any], lo: datetime, hi: datetime
-    ) -> list[Fetched]:
-        rates = body.get("rates")
-        if not isinstance(rates, dict):
-            return [self._reject(f"{symbol}: timeseries answer has no rates object", body)]
-        out: list[Fetched] = []
-        for key in sorted(rates):
-            observed = parse_iso(key)
-            if observed is None:
-                out.append(self._reject(f"{symbol}: timeseries has a bad date {key!r}", body))
-                continue
-            if lo <= observed < hi:
-                raw = {"date": key, "rates": rates[key]}
-                out.extend(self._ticks_from_rates([symbol], rates[key], observed, raw))
-        return out
+            history = self._daily_history(
+                "/timeseries",
+                [symbol],
+                start,
+                end,
+                self._window,
+                label=f"{symbol}: timeseries",
+                bad_date_keeps="answer",
+            )
+            async for chunk in history:
+                yield chunk
