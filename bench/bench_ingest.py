@@ -38,6 +38,7 @@ from metalcast_core import (
 from metalcast_ingestor import bootstrap as ingestor
 from metalcast_ingestor.config import IngestorSettings
 from metalcast_ingestor.sources import SimulatedSource
+from metalcast_sink.writer import copy_row
 
 
 def _with_db(url: str, name: str) -> str:
@@ -53,10 +54,8 @@ async def _count(url: str) -> int:
 
 
 async def _raw_copy(url: str, ticks: list[PriceTick]) -> float:
-    rows = [
-        (t.symbol, t.source, t.instrument, t.observed_at, t.price, t.currency, t.fetched_at, None)
-        for t in ticks
-    ]
+    # The same rows the sink copies (prices as decimals), built before the clock starts.
+    rows = [copy_row(t) for t in ticks]
     conn = await asyncpg.connect(url)
     try:
         # The same columns, types, defaults, constraints and indexes as prices.ticks.

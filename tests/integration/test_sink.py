@@ -27,6 +27,7 @@ from metalcast_core import (
 )
 from metalcast_sink.bootstrap import run_sink
 from metalcast_sink.service import Sink
+from metalcast_sink.writer import write_batch
 from tests.support import (
     FAST_GROUP,
     fetch,
@@ -308,3 +309,30 @@ async def test_migrations_run_twice(pg_settings: PostgresSettings) -> None:
 def test_dead_letter_round_trip() -> None:
     letter = DeadLetter(stage="sink", source="t", reason="r", original=b"\x00\xffraw")
     assert TICKS_DLQ.decode(TICKS_DLQ.encode(letter)).original == b"\x00\xffraw"
+
+
+async def test_two_sinks_writing_the_same_hour_keep_each_others_metals(
+    pg_settings: PostgresSettings,
+) -> None:
+    # Two sink instances own different partitions, so different metals. Sink A's batch
+    # (gold) is not yet committed when sink B's batch (silver) for the same hour arrives:
+    # B waits on the hour's row, and must not blank A's gold when it goes on.
+    hour = T0 + timedelta(hours=3)
+    gold = [PriceTick(symbol="XAU", source="a", observed_at=hour, price=2650.5)]
+    silver = [PriceTick(symbol="XAG", source="a", observed_at=hour, price=31.25)]
+    conn_a = await asyncpg.connect(pg_settings.url)
+    conn_b = await asyncpg.connect(pg_settings.url)
+    try:
+        tx = conn_a.transaction()
+        await tx.start()
+        await write_batch(conn_a, gold)
+        b = asyncio.create_task(write_batch(conn_b, silver))
+        await asyncio.sleep(0.5)
+        assert not b.done()  # B waits for A's row of that hour
+        await tx.commit()
+        await asyncio.wait_for(b, 10)
+    finally:
+        await conn_a.close()
+        await conn_b.close()
+    row = (await fetch(pg_settings, "SELECT * FROM analytics.metal_prices"))[0]
+    assert (float(row["xau"]), float(row["xag"])) == (2650.5, 31.25)

@@ -4,13 +4,13 @@ Fast path (new data, e.g. a backfill): binary COPY straight into ``prices.ticks`
 savepoint. If any key already exists (a replay, a duplicate), the unique violation rolls the
 savepoint back and the batch takes the general path:
 
-1. COPY the ticks into a temporary staging table (binary COPY, float8 prices).
+1. COPY the ticks into a temporary staging table (binary COPY).
 2. ``INSERT … SELECT … ON CONFLICT (symbol, observed_at, source) DO NOTHING`` into
    ``prices.ticks``: replays and duplicates insert nothing (within a batch, the first of
    two equal keys wins).
 Then, on either path:
 
-3. Recompute the ``analytics.metal_prices`` rows of the hours that gained ticks
+3. Bring the ``analytics.metal_prices`` rows of the hours that gained ticks up to date
    (the hourly rule: docs/data-model.md).
 4. Record the batch in ``pipeline.batches``, the outbox of ``pipeline.batch-loaded.v1``.
 """
@@ -21,6 +21,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import asyncpg
 
@@ -32,7 +33,7 @@ CREATE TEMP TABLE IF NOT EXISTS tick_staging (
     source      text,
     instrument  text,
     observed_at timestamptz,
-    price       float8,
+    price       numeric,
     currency    text,
     fetched_at  timestamptz,
     raw         text
@@ -53,7 +54,7 @@ _INSERT_TICKS = """
 WITH inserted AS (
     INSERT INTO prices.ticks
         (symbol, source, instrument, observed_at, price, currency, fetched_at, raw)
-    SELECT symbol, source, instrument, observed_at, price::numeric, currency, fetched_at, raw::jsonb
+    SELECT symbol, source, instrument, observed_at, price, currency, fetched_at, raw::jsonb
     FROM tick_staging
     ON CONFLICT ON CONSTRAINT ticks_natural_key DO NOTHING
     RETURNING symbol, date_trunc('hour', observed_at, 'UTC') AS hour, instrument, currency
@@ -73,12 +74,19 @@ FROM inserted
 """
 
 
+_COLUMNS = ", ".join(m.column for m in METALS)
+# A recomputed NULL never replaces a value: ticks are never deleted, so NULL only means "not
+# visible to this transaction" (e.g. another sink instance's metal, committed meanwhile).
+_KEEP_OTHERS = ", ".join(
+    f"{m.column} = coalesce(EXCLUDED.{m.column}, m.{m.column})" for m in METALS
+)
+
+
 def _hourly_upsert_sql() -> str:
+    """Recompute hours that already have a row, from every stored tick of those hours."""
     picks = ",\n    ".join(
         f"max(price) FILTER (WHERE symbol = '{m.symbol}') AS {m.column}" for m in METALS
     )
-    columns = ", ".join(m.column for m in METALS)
-    updates = ", ".join(f"{m.column} = EXCLUDED.{m.column}" for m in METALS)
     return f"""
 WITH hours AS (SELECT unnest($1::timestamptz[]) AS hour),
 last_tick AS (
@@ -91,14 +99,21 @@ last_tick AS (
     WHERE t.instrument = 'spot' AND t.currency = 'USD'
     ORDER BY t.symbol, h.hour, t.observed_at DESC, t.source
 )
-INSERT INTO analytics.metal_prices (ts, {columns})
+INSERT INTO analytics.metal_prices AS m (ts, {_COLUMNS})
 SELECT hour,
     {picks}
 FROM last_tick
 GROUP BY hour
-ON CONFLICT (ts) DO UPDATE SET {updates}
+ON CONFLICT (ts) DO UPDATE SET {_KEEP_OTHERS}
 """
 
+
+_PRICE_ARRAYS = ", ".join(f"${i + 2}::float8[]" for i in range(len(METALS)))
+_NEW_HOURS_INSERT = f"""
+INSERT INTO analytics.metal_prices AS m (ts, {_COLUMNS})
+SELECT * FROM unnest($1::timestamptz[], {_PRICE_ARRAYS})
+ON CONFLICT (ts) DO UPDATE SET {_KEEP_OTHERS}
+"""
 
 _HOURLY_UPSERT = _hourly_upsert_sql()
 _METAL_SYMBOLS = [m.symbol for m in METALS]
@@ -130,13 +145,14 @@ async def _refresh_statistics_if_grown(conn: asyncpg.Connection, rows_inserted: 
         await conn.execute("ANALYZE prices.ticks")
 
 
-def _row(tick: PriceTick) -> tuple[object, ...]:
+def copy_row(tick: PriceTick) -> tuple[object, ...]:
+    """A tick as a row of ``prices.ticks`` for binary COPY (columns: _STAGING_COLUMNS)."""
     return (
         tick.symbol,
         tick.source,
         tick.instrument,
         tick.observed_at,
-        tick.price,
+        _decimal(tick.price),
         tick.currency,
         tick.fetched_at,
         None if tick.raw is None else json.dumps(tick.raw),
@@ -161,7 +177,7 @@ async def write_batch(
             return None
         await _refresh_statistics_if_grown(conn, summary.rows_inserted)
         if summary.metal_hours:
-            await conn.execute(_HOURLY_UPSERT, summary.metal_hours, _METAL_SYMBOLS)
+            await _update_hours(conn, ticks, summary.metal_hours)
         event = BatchLoaded(
             symbols=sorted(summary.symbols),
             first_hour=summary.first_hour,
@@ -187,6 +203,58 @@ async def write_batch(
     return event
 
 
+async def _update_hours(
+    conn: asyncpg.Connection, ticks: Sequence[PriceTick], hours: list[datetime]
+) -> None:
+    """Bring the analytics rows of ``hours`` up to date (the hourly rule).
+
+    An hour without a row has no stored spot USD tick of any metal (each such tick makes
+    or updates its hour's row in the same transaction), so its values follow from this
+    batch alone: computed here, no index probes. Hours that have a row are recomputed in
+    SQL from all their ticks.
+    """
+    existing = {
+        r["ts"]
+        for r in await conn.fetch(
+            "SELECT ts FROM analytics.metal_prices WHERE ts = ANY($1::timestamptz[])", hours
+        )
+    }
+    if existing:
+        await conn.execute(_HOURLY_UPSERT, sorted(existing), _METAL_SYMBOLS)
+    new = {int(h.timestamp()) // 3600 for h in hours if h not in existing}
+    if not new:
+        return
+    # hour -> symbol -> (observed_at, source, price) of the tick the hourly rule picks.
+    picked: dict[int, dict[str, tuple[datetime, str, float]]] = {}
+    for t in ticks:
+        if t.symbol not in _METAL_SET or t.instrument != "spot" or t.currency != "USD":
+            continue
+        hour = int(t.observed_at.timestamp()) // 3600
+        if hour not in new:
+            continue
+        by_symbol = picked.setdefault(hour, {})
+        best = by_symbol.get(t.symbol)
+        # Latest observation wins; on a tie, the source that sorts first; on an equal key,
+        # the first in the batch (the one the insert kept).
+        if (
+            best is None
+            or t.observed_at > best[0]
+            or (t.observed_at == best[0] and t.source < best[1])
+        ):
+            by_symbol[t.symbol] = (t.observed_at, t.source, t.price)
+    order = sorted(picked)
+    columns = [
+        [picked[h][m.symbol][2] if m.symbol in picked[h] else None for h in order] for m in METALS
+    ]
+    await conn.execute(_NEW_HOURS_INSERT, [_from_epoch_hour(h) for h in order], *columns)
+
+
+def _decimal(price: float) -> Decimal:
+    # The shortest decimal that round-trips the float: the number the provider sent.
+    # (A float goes to numeric as its exact binary expansion, slowly and with noise.)
+    return Decimal(repr(price))
+
+
 @dataclass(frozen=True)
 class _Inserted:
     rows_inserted: int
@@ -203,7 +271,7 @@ async def _copy_all_new(conn: asyncpg.Connection, ticks: Sequence[PriceTick]) ->
             await conn.copy_records_to_table(
                 "ticks",
                 schema_name="prices",
-                records=[_row(t) for t in ticks],
+                records=[copy_row(t) for t in ticks],
                 columns=_STAGING_COLUMNS,
             )
     except asyncpg.UniqueViolationError:
@@ -231,7 +299,7 @@ async def _insert_new(conn: asyncpg.Connection, ticks: Sequence[PriceTick]) -> _
     """Stage, then insert what is new (ON CONFLICT DO NOTHING)."""
     await conn.execute(_STAGING_DDL)
     await conn.copy_records_to_table(
-        "tick_staging", records=[_row(t) for t in ticks], columns=_STAGING_COLUMNS
+        "tick_staging", records=[copy_row(t) for t in ticks], columns=_STAGING_COLUMNS
     )
     row = await conn.fetchrow(_INSERT_TICKS, _METAL_SYMBOLS)
     assert row is not None
@@ -259,7 +327,7 @@ async def find_refused(
         try:
             await conn.execute(_STAGING_DDL)
             await conn.copy_records_to_table(
-                "tick_staging", records=[_row(tick)], columns=_STAGING_COLUMNS
+                "tick_staging", records=[copy_row(tick)], columns=_STAGING_COLUMNS
             )
             await conn.fetchrow(_INSERT_TICKS, _METAL_SYMBOLS)
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
