@@ -10,6 +10,8 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v go >/dev/null || need_apt+=(golang-go)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
+# Headless browser for the dashboard test (tests/e2e/api/test_dashboard.py).
+command -v chromium >/dev/null || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"

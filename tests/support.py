@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi import FastAPI
 
 from metalcast_core import (
     KafkaSettings,
@@ -94,3 +99,36 @@ async def fetch(pg: PostgresSettings, sql: str, *args: Any) -> list[asyncpg.Reco
         return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on 127.0.0.1 from a thread with its own event loop."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)

@@ -285,11 +285,14 @@ def demo(
     with_airflow: Annotated[
         bool, typer.Option(help="Also start Airflow; its UI address and login are printed.")
     ] = False,
+    serve: Annotated[
+        bool, typer.Option(help="End by serving the API and dashboard until Ctrl-C.")
+    ] = True,
 ) -> None:
-    """Stack up → migrate → backfill simulated prices → sink → show what landed."""
+    """Stack up → migrate → backfill → sink → train → serve the dashboard."""
     from metalcast.demo import run_demo
 
-    run_demo(hours=hours, with_airflow=with_airflow)
+    run_demo(hours=hours, with_airflow=with_airflow, serve=serve)
 
 
 async def _until_signal(run: Callable[[asyncio.Event], Awaitable[T]]) -> T:
@@ -321,3 +324,23 @@ def _add_backup_app() -> None:
 
 
 _add_backup_app()
+
+
+# --- the API and dashboard: `metalcast api` ---------------------------------------------------
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Default: METALCAST_API__HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: METALCAST_API__PORT.")] = None,
+) -> None:
+    """Serve the HTTP API (/v1, /docs, /metrics) and the dashboard (/) with uvicorn."""
+    from metalcast_api.__main__ import serve
+    from metalcast_api.config import ApiSettings
+
+    settings = ApiSettings()
+    if host is not None:
+        settings.api.host = host
+    if port is not None:
+        settings.api.port = port
+    serve(settings)  # prints the address it listens on

@@ -24,7 +24,7 @@ def _done(started: float, detail: str = "") -> None:
     typer.echo(f"    done in {time.monotonic() - started:.1f} s{'  ' + detail if detail else ''}")
 
 
-def run_demo(hours: int = 72, with_airflow: bool = False) -> None:
+def run_demo(hours: int = 72, with_airflow: bool = False, serve: bool = True) -> None:
     what = "PostgreSQL, Kafka, S3" + (", Airflow" if with_airflow else "")
     t = _step(f"starting the local stack ({what})")
     stack.up(with_airflow=with_airflow)
@@ -33,6 +33,7 @@ def run_demo(hours: int = 72, with_airflow: bool = False) -> None:
     _done(t)
     asyncio.run(_flow(hours))
     _airflow_login()
+    _serve(serve)
 
 
 def _airflow_login() -> None:
@@ -107,3 +108,17 @@ async def _report(url: str) -> None:
             for m in METALS
         )
         typer.echo(f"  {r['ts']:%Y-%m-%d %H:%M}{cells}")
+
+
+def _serve(serve: bool) -> None:
+    """The last step: serve the API and the dashboard until Ctrl-C (or say how to)."""
+    from metalcast_api.__main__ import serve as serve_api
+    from metalcast_api.config import ApiSettings
+
+    settings = ApiSettings()
+    url = f"http://{settings.api.host}:{settings.api.port}/"
+    if not serve:
+        typer.secho(f"\ndashboard: run `uv run metalcast api`, then open {url}", bold=True)
+        return
+    typer.secho(f"\n==> serving the dashboard at {url} (API under /v1; Ctrl-C stops)", bold=True)
+    serve_api(settings)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncpg
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -284,7 +285,7 @@ async def test_restore_drill(
     backup_id = found.group(1)
     before = await count_rows_in(PgTarget(pg_settings.url))
     assert before["prices.ticks"] == published["published"]
-    api_before = api_answers(pg_settings)
+    api_before = await asyncio.to_thread(api_answers, pg_settings, kafka_settings, s3_settings)
 
     live = PgTarget(pg_settings.url)
     await drop_database(live.admin, live.database)
@@ -318,13 +319,27 @@ async def test_restore_drill(
         await conn.close()
     assert row is not None
     assert (row["status"], row["verify_status"]) == ("complete", "passed")
-    assert api_answers(pg_settings) == api_before
+    assert (
+        await asyncio.to_thread(api_answers, pg_settings, kafka_settings, s3_settings) == api_before
+    )
 
 
-def api_answers(pg: PostgresSettings) -> object:
-    """TODO(api): ask the API (latest prices, production models) once metalcast_api exists;
-    until then the row counts and model bytes above are the whole comparison."""
-    return None
+def api_answers(pg: PostgresSettings, kafka: KafkaSettings, s3: S3Settings) -> object:
+    """What the API answers about prices, production models and a forecast (the fields that
+    do not move with the clock), from a real server on the restored database."""
+    from metalcast_api import ApiSettings, create_app
+    from tests.support import ServerThread
+
+    settings = ApiSettings(environment="test", postgres=pg, kafka=kafka, s3=s3)
+    with ServerThread(create_app(settings)) as server, httpx.Client(base_url=server.url) as http:
+        latest = http.get("/v1/prices/latest").raise_for_status().json()
+        production = http.get("/v1/models/production").raise_for_status().json()
+        forecast = http.get("/v1/forecasts/XAU", params={"horizon": 3}).raise_for_status().json()
+    return (
+        sorted((p["symbol"], p["price"], p["observed_at"], p["source"]) for p in latest),
+        sorted((m["symbol"], m["version"], m["sha256"]) for m in production),
+        (forecast["model"]["version"], [(s["ts"], s["point"]) for s in forecast["steps"]]),
+    )
 
 
 # --- a backup that fails halfway: S3 killed mid-backup ------------------------------------------

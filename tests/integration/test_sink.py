@@ -270,7 +270,8 @@ async def test_database_connection_lost_mid_stream_retries_without_losing_ticks(
             if sink.stats.batches == 2:
                 killed = await admin.fetchval(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend'"
                 )
 
         sink.handle = handle_then_kill  # type: ignore[method-assign]

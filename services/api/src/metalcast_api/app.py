@@ -1,0 +1,113 @@
+"""The composition root: ``create_app(settings)`` builds the app; its lifespan owns the
+PostgreSQL pool, the S3 client, the forecast cache and the Kafka consumer of the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from metalcast_api.config import ApiSettings
+from metalcast_api.dashboard.views import STATIC_DIR
+from metalcast_api.dashboard.views import router as dashboard_router
+from metalcast_api.forecasts.cache import ForecastCache
+from metalcast_api.forecasts.views import router as forecasts_router
+from metalcast_api.metrics import ApiMetrics, MetricsMiddleware
+from metalcast_api.models.views import router as models_router
+from metalcast_api.ops.views import router as ops_router
+from metalcast_api.prices.service import LatestCache
+from metalcast_api.prices.views import router as prices_router
+from metalcast_api.state import ApiState
+from metalcast_api.stream.hub import EventHub
+from metalcast_api.stream.views import router as stream_router
+from metalcast_core import ModelsTrained, create_pool, make_s3_client
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Precious-metal prices (XAU, XAG, XPT, XPD in USD), the models trained on them, and their
+forecasts. JSON under `/v1`; `/healthz`, `/readyz` and `/metrics` for operations; a live
+stream of prices as Server-Sent Events; the dashboard at `/`.
+
+Errors answer `{"detail": "<reason>"}`, except 422 (`{"detail": [{"loc", "msg", "type"}]}`).
+Rollback needs the API key (`X-API-Key`).
+"""
+
+# How long start-up waits for the stream's Kafka consumer before serving without it
+# (/readyz then says Kafka is not reachable; the consumer keeps retrying).
+KAFKA_START_WAIT_S = 10.0
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    metrics = ApiMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.postgres)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            s3 = make_s3_client(settings.s3)
+            forecasts = ForecastCache(
+                s3, pool, metrics, settings.api.max_horizon_h, settings.api.pointer_ttl_s
+            )
+
+            async def on_models_trained(event: ModelsTrained) -> None:
+                forecasts.pointers.invalidate()
+                loaded = await forecasts.refresh()
+                log.info("models.trained.v1 run %d: preloaded %s", event.run_id, loaded or "-")
+
+            hub = EventHub(settings.kafka, metrics, settings.api.stream_buffer, on_models_trained)
+            app.state.api = ApiState(
+                settings=settings,
+                pool=pool,
+                s3=s3,
+                metrics=metrics,
+                forecasts=forecasts,
+                hub=hub,
+                latest=LatestCache(settings.api.latest_cache_s),
+            )
+            tasks.append(asyncio.create_task(hub.run(), name="stream-consumer"))
+            tasks.append(
+                asyncio.create_task(
+                    forecasts.watch_pointers(settings.api.pointer_check_s), name="pointer-check"
+                )
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hub.started.wait(), KAFKA_START_WAIT_S)
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await pool.close()
+
+    app = FastAPI(
+        title="metalcast API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.include_router(prices_router)
+    app.include_router(models_router)
+    app.include_router(forecasts_router)
+    app.include_router(stream_router)
+    app.include_router(ops_router)
+    app.include_router(dashboard_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Content-Type"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

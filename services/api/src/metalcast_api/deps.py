@@ -1,0 +1,101 @@
+"""``Annotated`` dependency aliases: handlers name what they need, the lifespan provides it.
+
+Every dependency is ``async def``: FastAPI runs plain ``def`` dependencies in a thread pool,
+a thread hop per dependency per request for what are attribute reads.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated, Any
+
+import asyncpg
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader
+
+from metalcast_api.config import ApiSettings
+from metalcast_api.errors import metal_or_404
+from metalcast_api.forecasts.cache import ForecastCache
+from metalcast_api.metrics import ApiMetrics
+from metalcast_api.state import ApiState
+from metalcast_api.stream.hub import EventHub
+from metalcast_core import Metal
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+async def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+async def get_settings(state: StateDep) -> ApiSettings:
+    return state.settings
+
+
+async def get_conn(state: StateDep) -> AsyncIterator[asyncpg.Connection]:
+    async with state.pool.acquire() as conn:
+        yield conn
+
+
+async def get_s3(state: StateDep) -> S3Client:
+    return state.s3
+
+
+if TYPE_CHECKING:
+    S3Dep = Annotated[S3Client, Depends(get_s3)]
+else:  # the stubs (mypy_boto3_s3) are a development dependency: FastAPI sees Any
+    S3Dep = Annotated[Any, Depends(get_s3)]
+
+
+async def get_metrics(state: StateDep) -> ApiMetrics:
+    return state.metrics
+
+
+async def get_forecasts(state: StateDep) -> ForecastCache:
+    return state.forecasts
+
+
+async def get_hub(state: StateDep) -> EventHub:
+    return state.hub
+
+
+async def get_metal(symbol: str) -> Metal:
+    """The ``{symbol}`` path parameter as a metal; 404 naming the known symbols otherwise."""
+    return metal_or_404(symbol)
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+ConnDep = Annotated[asyncpg.Connection, Depends(get_conn)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+ForecastsDep = Annotated[ForecastCache, Depends(get_forecasts)]
+HubDep = Annotated[EventHub, Depends(get_hub)]
+MetalDep = Annotated[Metal, Depends(get_metal)]
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="METALCAST_API__API_KEY"
+)
+
+
+async def require_api_key(
+    settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)]
+) -> str:
+    """401 without a key, 403 with a wrong one. Returns who acted (for the audit trail)."""
+    if not key:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="this operation needs an API key in the X-API-Key header",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+    expected = settings.api.api_key.get_secret_value()
+    if not secrets.compare_digest(key.encode(), expected.encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the API key is not valid")
+    return "api"
+
+
+ApiKeyDep = Annotated[str, Depends(require_api_key)]

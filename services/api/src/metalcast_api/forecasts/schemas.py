@@ -1,0 +1,87 @@
+"""HTTP schemas of the forecasts endpoint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ForecastStep(BaseModel):
+    ts: datetime = Field(description="The UTC hour this step predicts")
+    point: float
+    lower_80: float
+    upper_80: float
+    lower_95: float
+    upper_95: float
+
+
+class ForecastModel(BaseModel):
+    model_version_id: int
+    version: int
+    family: str
+    trained_at: datetime
+    window_start: datetime
+    window_end: datetime
+
+
+class ForecastRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "symbol": "XAU",
+                    "model": {
+                        "model_version_id": 11,
+                        "version": 3,
+                        "family": "arima",
+                        "trained_at": "2026-01-15T10:05:12Z",
+                        "window_start": "2026-01-14T23:00:00Z",
+                        "window_end": "2026-01-15T10:00:00Z",
+                    },
+                    "cutoff": "2026-01-15T10:00:00Z",
+                    "last_observation": "2026-01-15T10:00:00Z",
+                    "stale_hours": 0,
+                    "until": None,
+                    "horizon": 2,
+                    "cached": True,
+                    "generated_at": "2026-01-15T10:20:00Z",
+                    "steps": [
+                        {
+                            "ts": "2026-01-15T11:00:00Z",
+                            "point": 2651.2,
+                            "lower_80": 2647.9,
+                            "upper_80": 2654.5,
+                            "lower_95": 2646.1,
+                            "upper_95": 2656.3,
+                        },
+                        {
+                            "ts": "2026-01-15T12:00:00Z",
+                            "point": 2651.6,
+                            "lower_80": 2646.9,
+                            "upper_80": 2656.3,
+                            "lower_95": 2644.4,
+                            "upper_95": 2658.8,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    symbol: str
+    model: ForecastModel = Field(description="The production version that produced this")
+    cutoff: datetime = Field(
+        description="The last hour the model was trained on; steps start one hour later"
+    )
+    last_observation: datetime | None = Field(
+        description="Newest hour with a value for this metal in analytics.metal_prices"
+    )
+    stale_hours: int = Field(
+        description="Hours of data newer than the cutoff (0: the model has seen everything)"
+    )
+    until: datetime | None = Field(description="The target asked for, if `until` was used")
+    horizon: int = Field(description="Number of steps")
+    cached: bool = Field(description="Whether the model was already in memory")
+    generated_at: datetime
+    steps: list[ForecastStep]

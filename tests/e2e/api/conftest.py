@@ -1,0 +1,155 @@
+"""The API's end-to-end world, built once per session through the real paths:
+
+simulated backfill (ingestor) → Kafka → sink → PostgreSQL, then two trainer runs
+(``metalcast_trainer.bootstrap.train_once``: v1 ``naive``, v2 ``arima``, both promoted),
+and the API itself served by uvicorn in a thread on 127.0.0.1 (so sync tools such as
+schemathesis and Chromium can call it while the test's event loop is idle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+
+from metalcast.stack.kafka import wait_for_topics
+from metalcast_api import ApiSection, ApiSettings, create_app
+from metalcast_core import (
+    ALL_TOPICS,
+    KafkaSettings,
+    PostgresSettings,
+    S3Settings,
+    ensure_buckets,
+    ensure_topics,
+    make_s3_client,
+)
+from metalcast_ingestor import bootstrap as ingestor
+from metalcast_ingestor.config import IngestorSettings
+from metalcast_sink.bootstrap import run_sink
+from metalcast_trainer.bootstrap import train_once
+from metalcast_trainer.config import TrainerSection, TrainerSettings
+from tests.support import FAST_GROUP, ServerThread, sink_settings
+
+API_KEY = "test-api-key-0123456789"
+HISTORY_HOURS = 72
+
+
+@dataclass
+class World:
+    pg: PostgresSettings
+    kafka: KafkaSettings
+    s3: S3Settings
+    settings: ApiSettings
+    url: str
+    start: datetime  # first hour backfilled
+    end: datetime  # the hour after the last one backfilled
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(self.pg.url)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+
+def api_settings(pg: PostgresSettings, kafka: KafkaSettings, s3: S3Settings) -> ApiSettings:
+    return ApiSettings(
+        environment="test",
+        postgres=pg,
+        kafka=kafka,
+        s3=s3,
+        api=ApiSection(api_key=SecretStr(API_KEY), pointer_check_s=2.0),
+    )
+
+
+async def _admin(url: str, sql: str) -> None:
+    base = url.rpartition("/")[0]
+    conn = await asyncpg.connect(f"{base}/postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def isolated(stack: Any, template: str) -> AsyncIterator[tuple[Any, Any, Any]]:
+    """A database, a topic prefix and buckets of their own (like the per-test fixtures)."""
+    suffix = uuid.uuid4().hex[:8]
+    name = f"test_api_{suffix}"
+    await _admin(stack.postgres.url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    pg = PostgresSettings(url=f"{stack.postgres.url.rpartition('/')[0]}/{name}")
+    kafka = KafkaSettings(
+        bootstrap_servers=stack.kafka.bootstrap_servers,
+        client_id=f"test-api-{suffix}",
+        topic_prefix=f"t{suffix}.",
+    )
+    await ensure_topics(kafka)
+    await wait_for_topics(kafka, {kafka.topic_name(t) for t in ALL_TOPICS})
+    s3 = stack.s3.model_copy(
+        update={"models_bucket": f"test-{suffix}-models", "backups_bucket": f"test-{suffix}-bk"}
+    )
+    client = make_s3_client(s3)
+    ensure_buckets(client, s3)
+    try:
+        yield pg, kafka, s3
+    finally:
+        await _admin(stack.postgres.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for bucket in (s3.models_bucket, s3.backups_bucket):
+            with contextlib.suppress(Exception):
+                for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                    for obj in page.get("Contents", []):
+                        client.delete_object(Bucket=bucket, Key=obj["Key"])
+                client.delete_bucket(Bucket=bucket)
+        with contextlib.suppress(Exception):
+            from aiokafka.admin import AIOKafkaAdminClient
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+            await admin.start()
+            try:
+                await admin.delete_topics(sorted(kafka.topic_name(t) for t in ALL_TOPICS))
+            finally:
+                await admin.close()
+
+
+async def train(pg: PostgresSettings, kafka: KafkaSettings, s3: S3Settings, family: str) -> Any:
+    work = Path(f"/tmp/metalcast-api-tests/{uuid.uuid4().hex[:8]}")
+    settings = TrainerSettings(
+        postgres=pg, kafka=kafka, s3=s3, trainer=TrainerSection(family=family, work_dir=work)
+    )
+    report = await train_once(settings)
+    assert report.status == "succeeded", report
+    return report
+
+
+@pytest.fixture(scope="session")
+async def world(stack: Any, pg_template: str) -> AsyncIterator[World]:
+    async with isolated(stack, pg_template) as (pg, kafka, s3):
+        ingest = IngestorSettings(postgres=pg, kafka=kafka)
+        end = ingestor.current_hour() + timedelta(hours=1)
+        start = end - timedelta(hours=HISTORY_HOURS)
+        stats = await ingestor.backfill(ingest, "simulated", start, end)
+        assert stats["published"] == 4 * HISTORY_HOURS
+        await run_sink(sink_settings(pg, kafka), until_idle=True, consumer_options=FAST_GROUP)
+        await train(pg, kafka, s3, "naive")  # v1
+        await train(pg, kafka, s3, "arima")  # v2, in production
+        settings = api_settings(pg, kafka, s3)
+        with ServerThread(create_app(settings)) as server:
+            yield World(pg, kafka, s3, settings, server.url, start, end)
+
+
+async def wait_until(predicate: Any, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.2)

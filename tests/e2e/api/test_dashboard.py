@@ -1,0 +1,83 @@
+"""The dashboard in headless Chromium (Debian's ``chromium``): the page loads, every metal's
+chart renders with history and forecast data, and a screenshot is saved for people to see."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from metalcast_core import METAL_SYMBOLS
+from tests.e2e.api.conftest import HISTORY_HOURS, World
+
+pytestmark = pytest.mark.e2e
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+SCREENSHOT = ARTIFACTS / "dashboard.png"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--window-size=1400,1500",
+    "--virtual-time-budget=15000",
+]
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)")
+
+
+def _run(args: list[str]) -> str:
+    with tempfile.TemporaryDirectory(prefix="metalcast-chromium-") as profile:
+        done = subprocess.run(
+            [_chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_dashboard_renders_charts_with_data_in_chromium(world: World) -> None:
+    page = httpx.get(f"{world.url}/", timeout=10)
+    assert page.status_code == 200
+    assert "uPlot.iife.min.js" in page.text
+    assert "cdn" not in page.text.lower()
+    assert httpx.get(f"{world.url}/static/vendor/uPlot.iife.min.js").status_code == 200
+
+    # ?live=0: no stream, so virtual time can run out (an open stream keeps the network busy).
+    dom = _run(["--dump-dom", f"{world.url}/?live=0"])
+    assert 'data-ready="true"' in dom, dom[:2000]
+    for symbol in METAL_SYMBOLS:
+        chart = re.search(rf'<div class="chart" id="chart-{symbol}"[^>]*>', dom)
+        assert chart, f"no chart for {symbol}"
+        tag = chart.group(0)
+        points = int(re.search(r'data-points="(\d+)"', tag).group(1))  # type: ignore[union-attr]
+        steps = int(re.search(r'data-forecast-steps="(\d+)"', tag).group(1))  # type: ignore[union-attr]
+        assert points >= HISTORY_HOURS - 1, (symbol, points)
+        assert steps == 24, (symbol, steps)
+    assert dom.count("<canvas") >= len(METAL_SYMBOLS)  # uPlot draws on a canvas per chart
+    assert "model: <b>v2</b> arima" in dom
+    assert "no training runs yet" not in dom
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    SCREENSHOT.unlink(missing_ok=True)
+    _run([f"--screenshot={SCREENSHOT}", f"{world.url}/?live=0"])
+    assert SCREENSHOT.is_file()
+    assert SCREENSHOT.stat().st_size > 20_000  # a blank page is a few kB
