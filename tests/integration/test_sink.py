@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from aiokafka import ConsumerRecord
 
 from metalcast_core import (
     BATCH_LOADED,
@@ -26,7 +24,7 @@ from metalcast_core import (
     make_producer,
 )
 from metalcast_sink.bootstrap import run_sink
-from metalcast_sink.service import Sink
+from metalcast_sink.service import Decoded, Sink
 from metalcast_sink.writer import write_batch
 from tests.support import (
     FAST_GROUP,
@@ -260,13 +258,13 @@ async def test_database_connection_lost_mid_stream_retries_without_losing_ticks(
     await consumer.start()
     try:
         sink = Sink(settings, consumer, producer, flaky_connect)
-        handle = sink.handle
+        store = sink.store
         killed = 0
 
-        async def handle_then_kill(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        async def store_then_kill(batch: Decoded) -> None:
             # After the second batch, the server kills the sink's session for real.
             nonlocal killed
-            await handle(records)
+            await store(batch)
             if sink.stats.batches == 2:
                 killed = await admin.fetchval(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -274,7 +272,7 @@ async def test_database_connection_lost_mid_stream_retries_without_losing_ticks(
                     "AND backend_type = 'client backend'"
                 )
 
-        sink.handle = handle_then_kill  # type: ignore[method-assign]
+        sink.store = store_then_kill  # type: ignore[method-assign]
         stats = await asyncio.wait_for(sink.run(until_idle=True), 60)
     finally:
         await consumer.stop()

@@ -23,6 +23,7 @@ async def run_sink(
         [settings.kafka.topic_name(TICKS)],
         group_id=settings.sink.group_id,
         max_poll_records=settings.sink.max_batch,
+        max_partition_fetch_bytes=settings.sink.max_partition_fetch_bytes,
         **(consumer_options or {}),
     )
     producer = make_producer(settings.kafka)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
@@ -50,6 +51,16 @@ DATA_REJECTED: tuple[type[BaseException], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A batch ready to store: valid ticks, dead letters, the offsets to commit after it."""
+
+    ticks: list[PriceTick]
+    dead: list[DeadLetter]
+    offsets: dict[TopicPartition, int]
+    received: int
+
+
 @dataclass
 class SinkStats:
     batches: int = 0
@@ -84,6 +95,26 @@ class Sink:
         stop = stop or asyncio.Event()
         try:
             await self._with_db(self._publish_outbox)
+            # Two stages: while one batch is written, the next is fetched and decoded, so
+            # PostgreSQL's work and ours overlap. One batch at most waits in between.
+            decoded: asyncio.Queue[Decoded | None] = asyncio.Queue(maxsize=1)
+            reader = asyncio.create_task(self._read(decoded, stop, until_idle))
+            try:
+                while (batch := await decoded.get()) is not None:
+                    await self.store(batch)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+        finally:
+            if self._conn is not None:
+                await self._conn.close()
+        return self.stats
+
+    async def _read(
+        self, out: asyncio.Queue[Decoded | None], stop: asyncio.Event, until_idle: bool
+    ) -> None:
+        try:
             while not stop.is_set():
                 fetched = await self._consumer.getmany(
                     timeout_ms=self._settings.sink.batch_timeout_ms,
@@ -91,16 +122,27 @@ class Sink:
                 )
                 records = [r for batch in fetched.values() for r in batch]
                 if records:
-                    await self.handle(records)
+                    await out.put(self.decode(records))
                 elif until_idle and await self._caught_up():
                     break
         finally:
-            if self._conn is not None:
-                await self._conn.close()
-        return self.stats
+            await out.put(None)
 
     async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Decode, store and commit one batch."""
+        await self.store(self.decode(records))
+
+    def decode(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Decoded:
         ticks, dead = self._decode(records)
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        return Decoded(ticks, dead, offsets, len(records))
+
+    async def store(self, batch: Decoded) -> None:
+        """Write a decoded batch, dead-letter what failed, commit its offsets, then publish."""
+        ticks, dead = batch.ticks, list(batch.dead)
         started = time.perf_counter()
         try:
             event = await self._with_db(lambda conn: write_batch(conn, ticks, len(dead)))
@@ -120,7 +162,9 @@ class Sink:
             ]
             await asyncio.gather(*sends)
         try:
-            await self._consumer.commit()
+            # Exactly this batch's offsets: the consumer's position may already be past a
+            # batch that is decoded but not yet written.
+            await self._consumer.commit(batch.offsets)
         except CommitFailedError:
             # Rebalanced mid-batch: another member re-reads these messages; the writes are
             # idempotent, so that is harmless.
@@ -128,7 +172,7 @@ class Sink:
         if event is not None:
             await self._with_db(lambda conn: self._publish(conn, event))
         self.stats.batches += 1
-        self.stats.ticks_received += len(records)
+        self.stats.ticks_received += batch.received
         self.stats.rows_inserted += event.rows_inserted if event else 0
         self.stats.dead_lettered += len(dead)
 

@@ -109,7 +109,7 @@ ON CONFLICT (ts) DO UPDATE SET {_KEEP_OTHERS}
 
 
 _PRICE_ARRAYS = ", ".join(f"${i + 2}::float8[]" for i in range(len(METALS)))
-_NEW_HOURS_INSERT = f"""
+_BATCH_HOURS_UPSERT = f"""
 INSERT INTO analytics.metal_prices AS m (ts, {_COLUMNS})
 SELECT * FROM unnest($1::timestamptz[], {_PRICE_ARRAYS})
 ON CONFLICT (ts) DO UPDATE SET {_KEEP_OTHERS}
@@ -118,6 +118,7 @@ ON CONFLICT (ts) DO UPDATE SET {_KEEP_OTHERS}
 _HOURLY_UPSERT = _hourly_upsert_sql()
 _METAL_SYMBOLS = [m.symbol for m in METALS]
 _METAL_SET = frozenset(_METAL_SYMBOLS)
+_COLUMN_OF = {m.symbol: m.column for m in METALS}
 
 _RECORD_BATCH = """
 INSERT INTO pipeline.batches
@@ -208,29 +209,30 @@ async def _update_hours(
 ) -> None:
     """Bring the analytics rows of ``hours`` up to date (the hourly rule).
 
-    An hour without a row has no stored spot USD tick of any metal (each such tick makes
-    or updates its hour's row in the same transaction), so its values follow from this
-    batch alone: computed here, no index probes. Hours that have a row are recomputed in
-    SQL from all their ticks.
+    Where an hour's row is missing, or has NULL for a metal, no spot USD tick of that metal
+    was stored for that hour before this batch (each such tick sets its hour's value in the
+    same transaction, and one sink instance owns a metal's partition): the batch alone
+    decides the value, computed here without touching ``prices.ticks``. Where the metal
+    already has a value (a replay, a second source), the hour is recomputed in SQL from all
+    its ticks.
     """
-    existing = {
-        r["ts"]
+    stored = {
+        int(r["ts"].timestamp()) // 3600: r
         for r in await conn.fetch(
-            "SELECT ts FROM analytics.metal_prices WHERE ts = ANY($1::timestamptz[])", hours
+            f"SELECT ts, {_COLUMNS} FROM analytics.metal_prices WHERE ts = ANY($1::timestamptz[])",
+            hours,
         )
     }
-    if existing:
-        await conn.execute(_HOURLY_UPSERT, sorted(existing), _METAL_SYMBOLS)
-    new = {int(h.timestamp()) // 3600 for h in hours if h not in existing}
-    if not new:
-        return
     # hour -> symbol -> (observed_at, source, price) of the tick the hourly rule picks.
     picked: dict[int, dict[str, tuple[datetime, str, float]]] = {}
+    recompute: set[int] = set()
     for t in ticks:
         if t.symbol not in _METAL_SET or t.instrument != "spot" or t.currency != "USD":
             continue
         hour = int(t.observed_at.timestamp()) // 3600
-        if hour not in new:
+        row = stored.get(hour)
+        if row is not None and row[_COLUMN_OF[t.symbol]] is not None:
+            recompute.add(hour)
             continue
         by_symbol = picked.setdefault(hour, {})
         best = by_symbol.get(t.symbol)
@@ -242,11 +244,17 @@ async def _update_hours(
             or (t.observed_at == best[0] and t.source < best[1])
         ):
             by_symbol[t.symbol] = (t.observed_at, t.source, t.price)
-    order = sorted(picked)
-    columns = [
-        [picked[h][m.symbol][2] if m.symbol in picked[h] else None for h in order] for m in METALS
-    ]
-    await conn.execute(_NEW_HOURS_INSERT, [_from_epoch_hour(h) for h in order], *columns)
+    if picked:
+        order = sorted(picked)
+        columns = [
+            [picked[h][m.symbol][2] if m.symbol in picked[h] else None for h in order]
+            for m in METALS
+        ]
+        await conn.execute(_BATCH_HOURS_UPSERT, [_from_epoch_hour(h) for h in order], *columns)
+    if recompute:
+        await conn.execute(
+            _HOURLY_UPSERT, [_from_epoch_hour(h) for h in sorted(recompute)], _METAL_SYMBOLS
+        )
 
 
 def _decimal(price: float) -> Decimal:
