@@ -170,15 +170,17 @@ async def write_batch(
     """
     if not ticks:
         return None
+    # Each tick's hour, as whole hours since the epoch: computed once, used by both steps.
+    hours = [int(t.observed_at.timestamp()) // 3600 for t in ticks]
     async with conn.transaction():
-        summary = await _copy_all_new(conn, ticks)
+        summary = await _copy_all_new(conn, ticks, hours)
         if summary is None:
             summary = await _insert_new(conn, ticks)
         if summary.rows_inserted == 0:
             return None
         await _refresh_statistics_if_grown(conn, summary.rows_inserted)
         if summary.metal_hours:
-            await _update_hours(conn, ticks, summary.metal_hours)
+            await _update_hours(conn, ticks, hours, summary.metal_hours)
         event = BatchLoaded(
             symbols=sorted(summary.symbols),
             first_hour=summary.first_hour,
@@ -205,7 +207,10 @@ async def write_batch(
 
 
 async def _update_hours(
-    conn: asyncpg.Connection, ticks: Sequence[PriceTick], hours: list[datetime]
+    conn: asyncpg.Connection,
+    ticks: Sequence[PriceTick],
+    tick_hours: Sequence[int],
+    hours: list[datetime],
 ) -> None:
     """Bring the analytics rows of ``hours`` up to date (the hourly rule).
 
@@ -226,10 +231,9 @@ async def _update_hours(
     # hour -> symbol -> (observed_at, source, price) of the tick the hourly rule picks.
     picked: dict[int, dict[str, tuple[datetime, str, float]]] = {}
     recompute: set[int] = set()
-    for t in ticks:
-        if t.symbol not in _METAL_SET or t.instrument != "spot" or t.currency != "USD":
+    for t, hour in zip(ticks, tick_hours, strict=True):
+        if not _in_analytics(t):
             continue
-        hour = int(t.observed_at.timestamp()) // 3600
         row = stored.get(hour)
         if row is not None and row[_COLUMN_OF[t.symbol]] is not None:
             recompute.add(hour)
@@ -272,7 +276,14 @@ class _Inserted:
     metal_hours: list[datetime]  # hours whose analytics row must be recomputed
 
 
-async def _copy_all_new(conn: asyncpg.Connection, ticks: Sequence[PriceTick]) -> _Inserted | None:
+def _in_analytics(tick: PriceTick) -> bool:
+    """Whether the hourly rule counts this tick: a metal, spot, in USD."""
+    return tick.symbol in _METAL_SET and tick.instrument == "spot" and tick.currency == "USD"
+
+
+async def _copy_all_new(
+    conn: asyncpg.Connection, ticks: Sequence[PriceTick], tick_hours: Sequence[int]
+) -> _Inserted | None:
     """COPY straight into prices.ticks; ``None`` if any key exists already."""
     try:
         async with conn.transaction():  # a savepoint inside the batch's transaction
@@ -284,21 +295,13 @@ async def _copy_all_new(conn: asyncpg.Connection, ticks: Sequence[PriceTick]) ->
             )
     except asyncpg.UniqueViolationError:
         return None
-    # One pass over the batch; hours as whole hours since the epoch.
-    hours: set[int] = set()
-    metal_hours: set[int] = set()
-    symbols: set[str] = set()
-    for t in ticks:
-        hour = int(t.observed_at.timestamp()) // 3600
-        hours.add(hour)
-        symbols.add(t.symbol)
-        if t.symbol in _METAL_SET and t.instrument == "spot" and t.currency == "USD":
-            metal_hours.add(hour)
+    metal_hours = {h for t, h in zip(ticks, tick_hours, strict=True) if _in_analytics(t)}
+    symbols = {t.symbol for t in ticks}
     return _Inserted(
         rows_inserted=len(ticks),
         symbols=sorted(symbols),
-        first_hour=_from_epoch_hour(min(hours)),
-        last_hour=_from_epoch_hour(max(hours)),
+        first_hour=_from_epoch_hour(min(tick_hours)),
+        last_hour=_from_epoch_hour(max(tick_hours)),
         metal_hours=[_from_epoch_hour(h) for h in sorted(metal_hours)],
     )
 
@@ -333,11 +336,7 @@ async def find_refused(
         tx = conn.transaction()
         await tx.start()
         try:
-            await conn.execute(_STAGING_DDL)
-            await conn.copy_records_to_table(
-                "tick_staging", records=[copy_row(tick)], columns=_STAGING_COLUMNS
-            )
-            await conn.fetchrow(_INSERT_TICKS, _METAL_SYMBOLS)
+            await _insert_new(conn, [tick])
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
             refused.append((tick, str(exc)))
         finally:
