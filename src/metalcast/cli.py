@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import asyncpg
 import typer
+
+from metalcast_core import run_until_signal
 
 if TYPE_CHECKING:
     from metalcast_backup.config import BackupSettings
@@ -26,15 +26,6 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, help="metalcast: precious-metal prices, end to end.")
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack of real servers.")
 app.add_typer(stack_app, name="stack")
-
-
-def _parse_when(value: str) -> datetime:
-    from metalcast_ingestor.bootstrap import parse_instant
-
-    try:
-        return parse_instant(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
 
 
 @stack_app.command("up")
@@ -143,21 +134,16 @@ def ingest(
             raise typer.BadParameter("--source replay needs --file")
         stats = asyncio.run(bootstrap.replay(settings, file))
     elif start is not None or days is not None:
-        if days is not None:
-            stop_at = bootstrap.current_hour() + timedelta(hours=1)
-            begin = stop_at - timedelta(days=days)
-        else:
-            assert start is not None
-            begin = _parse_when(start)
-            stop_at = _parse_when(end) if end else bootstrap.current_hour() + timedelta(hours=1)
-        if begin >= stop_at:
-            raise typer.BadParameter("--from must be before --to")
+        try:
+            begin, stop_at = bootstrap.backfill_window(days, start, end)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
         names = source or ["simulated"]
         stats = asyncio.run(bootstrap.backfill(settings, names[0], begin, stop_at))
     elif once:
         stats = asyncio.run(bootstrap.poll(settings, source))
     else:
-        asyncio.run(_until_signal(lambda stop: bootstrap.schedule(settings, source, stop)))
+        run_until_signal(lambda stop: bootstrap.schedule(settings, source, stop))
         return
     typer.echo(json.dumps(stats, default=str))
 
@@ -175,9 +161,7 @@ def sink(
 
     settings = SinkSettings()
     configure_logging(settings.log_level)
-    stats = asyncio.run(
-        _until_signal(lambda stop: run_sink(settings, stop=stop, until_idle=until_idle))
-    )
+    stats = run_until_signal(lambda stop: run_sink(settings, stop=stop, until_idle=until_idle))
     typer.echo(f"sink: {stats}")
 
 
@@ -198,7 +182,7 @@ def train(
         for symbol, reason in report.failed.items():
             typer.echo(f"  {symbol} not trained: {reason}")
         raise typer.Exit(0 if report.promoted else 1)
-    asyncio.run(_until_signal(lambda stop: run_trainer(settings, stop)))
+    run_until_signal(lambda stop: run_trainer(settings, stop))
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Model versions and the production pointer.")
@@ -293,14 +277,6 @@ def demo(
     from metalcast.demo import run_demo
 
     run_demo(hours=hours, with_airflow=with_airflow, serve=serve)
-
-
-async def _until_signal(run: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return await run(stop)
 
 
 # --- backups: `metalcast backup run|list|verify|restore|watch` --------------------------------

@@ -10,6 +10,7 @@ from metalcast_core._events import (
     utcnow,
 )
 from metalcast_core._kafka import ensure_topics, make_consumer, make_producer, wait_for_kafka
+from metalcast_core._lifecycle import run_until_signal
 from metalcast_core._logging import configure_logging
 from metalcast_core._settings import (
     KafkaSettings,
@@ -70,6 +71,7 @@ __all__ = [
     "metal_for",
     "migrate",
     "migration_files",
+    "run_until_signal",
     "tick_problem",
     "utcnow",
     "wait_for_kafka",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from metalcast_core import run_until_signal
 from metalcast_ingestor import bootstrap
 from metalcast_ingestor.config import IngestorSettings
 
@@ -27,15 +27,7 @@ def _settings() -> IngestorSettings:
 def schedule() -> None:
     """Poll the configured sources now and at every interval (top of the hour) until stopped."""
     settings = _settings()
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await bootstrap.schedule(settings, None, stop)
-
-    asyncio.run(serve())
+    run_until_signal(lambda stop: bootstrap.schedule(settings, None, stop))
 
 
 @cli.command()
@@ -52,10 +44,10 @@ def backfill(
     end: Annotated[str | None, typer.Option("--to", help="ISO-8601 instant, excluded.")] = None,
 ) -> None:
     """Publish a range of history from one source."""
-    stop_at = _when(end) if end else bootstrap.current_hour() + timedelta(hours=1)
-    begin = _when(start) if start else stop_at - timedelta(days=days)
-    if begin >= stop_at:
-        raise typer.BadParameter("--from must be before --to")
+    try:
+        begin, stop_at = bootstrap.backfill_window(days, start, end)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     stats = asyncio.run(bootstrap.backfill(_settings(), source, begin, stop_at))
     typer.echo(json.dumps(stats, default=str))
 

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,23 @@ def parse_instant(value: str) -> datetime:
 
 def current_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def backfill_window(
+    days: float | None, start: str | None, end: str | None
+) -> tuple[datetime, datetime]:
+    """``[start, end)`` of a backfill: ``end`` defaults to the end of the current hour,
+    ``start`` to ``days`` before ``end``. ``ValueError`` with a reason if it makes no range."""
+    stop_at = parse_instant(end) if end else current_hour() + timedelta(hours=1)
+    if start:
+        begin = parse_instant(start)
+    elif days is not None:
+        begin = stop_at - timedelta(days=days)
+    else:
+        raise ValueError("a backfill needs --from or --days")
+    if begin >= stop_at:
+        raise ValueError("--from must be before --to")
+    return begin, stop_at
 
 
 def _params(settings: IngestorSettings) -> SourceParams:

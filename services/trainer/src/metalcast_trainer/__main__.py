@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import signal
 
 import typer
 
-from metalcast_core import configure_logging
+from metalcast_core import configure_logging, run_until_signal
 from metalcast_trainer.bootstrap import run_trainer, train_once
 from metalcast_trainer.config import TrainerSettings
 
@@ -36,14 +35,7 @@ def serve(
         typer.echo(json.dumps(dataclasses.asdict(report), default=str))
         raise typer.Exit(0 if report.status in {"succeeded", "partial"} else 1)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_trainer(settings, stop)
-
-    asyncio.run(main())
+    run_until_signal(lambda stop: run_trainer(settings, stop))
 
 
 def main() -> None:
