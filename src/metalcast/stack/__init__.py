@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from metalcast.stack._env import stack_env
 from metalcast.stack._paths import S3Implementation, ServerPaths, StackConfig
 from metalcast.stack._process import StackError
-from metalcast.stack._server import Server, ServerStatus, StartReport
+from metalcast.stack._server import Server, ServerStatus, StartReport, start_concurrently
 from metalcast.stack.kafka import Kafka
 from metalcast.stack.minio import MinIO, S3Server, s3_settings
 from metalcast.stack.postgres import Postgres, bin_dir
@@ -105,21 +105,14 @@ def up(
     cfg.stack_dir.mkdir(parents=True, exist_ok=True)
     cfg.cache_dir.mkdir(parents=True, exist_ok=True)
     begin = time.monotonic()
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="stack-up") as pool:
-        futures = {
-            "postgres": pool.submit(Postgres(cfg).start),
-            "kafka": pool.submit(Kafka(cfg).start),
-            "s3": pool.submit(_start_s3, cfg),
-        }
-        reports: dict[str, StartReport] = {}
-        errors: list[str] = []
-        for name, future in futures.items():
-            try:
-                reports[name] = future.result()
-            except Exception as exc:
-                errors.append(f"{name}: {exc}")
-    if errors:
-        raise StackError("the local stack did not come up:\n" + "\n\n".join(errors))
+    reports = start_concurrently(
+        {
+            "postgres": Postgres(cfg).start,
+            "kafka": Kafka(cfg).start,
+            "s3": lambda: _start_s3(cfg),
+        },
+        "the local stack",
+    )
     if with_airflow:
         # Airflow's metadata lives in the PostgreSQL just started (see metalcast.stack.airflow).
         from metalcast.stack import airflow

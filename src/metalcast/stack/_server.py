@@ -9,7 +9,8 @@ import shutil
 import signal
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,25 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def start_concurrently(
+    starters: Mapping[str, Callable[[], StartReport]], what: str
+) -> dict[str, StartReport]:
+    """Run every starter in its own thread; wait for all, then raise one :class:`StackError`
+    naming each that failed (``what`` did not come up) or return the reports by name."""
+    reports: dict[str, StartReport] = {}
+    errors: list[str] = []
+    with ThreadPoolExecutor(max_workers=len(starters), thread_name_prefix="stack-up") as pool:
+        futures = {name: pool.submit(start) for name, start in starters.items()}
+        for name, future in futures.items():
+            try:
+                reports[name] = future.result()
+            except Exception as exc:
+                errors.append(f"{name}: {exc}")
+    if errors:
+        raise StackError(f"{what} did not come up:\n" + "\n\n".join(errors))
+    return reports
 
 
 class Server(ABC):

@@ -36,7 +36,13 @@ from metalcast.stack._process import (
     wait_ready,
     write_pid,
 )
-from metalcast.stack._server import Server, ServerStatus, StartReport, file_lock
+from metalcast.stack._server import (
+    Server,
+    ServerStatus,
+    StartReport,
+    file_lock,
+    start_concurrently,
+)
 from metalcast.stack.kafka import Kafka
 from metalcast.stack.postgres import USER, Postgres, bin_dir
 
@@ -308,16 +314,9 @@ def start(config: StackConfig) -> dict[str, StartReport]:
     """Install if needed, migrate, then start the api-server and the other three."""
     api, *others = components(config)
     reports = {f"airflow-{api.component}": api.start()}
-    with ThreadPoolExecutor(max_workers=len(others), thread_name_prefix="airflow-up") as pool:
-        futures = {f"airflow-{c.component}": pool.submit(c.start) for c in others}
-        errors = []
-        for name, future in futures.items():
-            try:
-                reports[name] = future.result()
-            except Exception as exc:
-                errors.append(f"{name}: {exc}")
-    if errors:
-        raise StackError("Airflow did not come up:\n" + "\n\n".join(errors))
+    reports.update(
+        start_concurrently({f"airflow-{c.component}": c.start for c in others}, "Airflow")
+    )
     return reports
 
 
