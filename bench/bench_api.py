@@ -175,13 +175,13 @@ async def _prepare(hours: int) -> dict[str, str]:
     env = stack.env()
     suffix = uuid.uuid4().hex[:8]
     db = f"bench_api_{suffix}"
-    base = env["METALCAST_POSTGRES__URL"].rsplit("/", 1)[0]
-    admin = await asyncpg.connect(f"{base}/postgres")
+    server = PostgresSettings(url=env["METALCAST_POSTGRES__URL"])
+    admin = await asyncpg.connect(server.with_database("postgres").url)
     try:
         await admin.execute(f'CREATE DATABASE "{db}"')
     finally:
         await admin.close()
-    pg = PostgresSettings(url=f"{base}/{db}")
+    pg = server.with_database(db)
     await migrate(pg, ROOT / "infra" / "migrations")
     kafka = KafkaSettings(
         bootstrap_servers=env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"], topic_prefix=f"b{suffix}."
@@ -218,7 +218,7 @@ async def _prepare(hours: int) -> dict[str, str]:
         "METALCAST_S3__MODELS_BUCKET": s3.models_bucket,
         "METALCAST_S3__BACKUPS_BUCKET": s3.backups_bucket,
         "__DB__": db,
-        "__ADMIN__": f"{base}/postgres",
+        "__ADMIN__": server.with_database("postgres").url,
     }
 
 

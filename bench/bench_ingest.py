@@ -45,10 +45,6 @@ from metalcast_sink.config import SinkSection, SinkSettings
 from metalcast_sink.writer import copy_row
 
 
-def _with_db(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
 async def _count(url: str) -> int:
     conn = await asyncpg.connect(url)
     try:
@@ -91,7 +87,7 @@ async def main(n_ticks: int) -> None:
     db = f"bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(base.url)
     await admin.execute(f'CREATE DATABASE "{db}"')
-    pg = PostgresSettings(url=_with_db(base.url, db))
+    pg = base.with_database(db)
     kafka = KafkaSettings(
         bootstrap_servers=env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"],
         topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
@@ -132,7 +128,7 @@ async def main(n_ticks: int) -> None:
         # Phase 2: the sink alone draining the whole topic (a backlog) into a fresh database.
         drain_db = f"{db}_drain"
         await admin.execute(f'CREATE DATABASE "{drain_db}"')
-        drain_pg = PostgresSettings(url=_with_db(base.url, drain_db))
+        drain_pg = base.with_database(drain_db)
         await migrate(drain_pg, settings.migrations_dir)
         started = time.perf_counter()
         drained = await run_sink(

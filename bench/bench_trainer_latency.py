@@ -64,7 +64,7 @@ async def main(events: int) -> None:
     db = f"bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(base)
     await admin.execute(f'CREATE DATABASE "{db}"')
-    pg = PostgresSettings(url=base.rsplit("/", 1)[0] + "/" + db)
+    pg = PostgresSettings(url=base).with_database(db)
     kafka = KafkaSettings(
         bootstrap_servers=env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"],
         topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",

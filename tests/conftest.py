@@ -126,13 +126,8 @@ def _stack_for_tiers(request: pytest.FixtureRequest) -> None:
 # --- PostgreSQL: a fresh database per test, cloned from a migrated template ---------------------
 
 
-def _with_database(url: str, database: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{database}"
-
-
 async def _admin_execute(stack: Stack, sql: str) -> None:
-    conn = await asyncpg.connect(_with_database(stack.postgres.url, "postgres"))
+    conn = await asyncpg.connect(stack.postgres.with_database("postgres").url)
     try:
         await conn.execute(sql)
     finally:
@@ -140,7 +135,7 @@ async def _admin_execute(stack: Stack, sql: str) -> None:
 
 
 async def _database_exists(stack: Stack, name: str) -> bool:
-    conn = await asyncpg.connect(_with_database(stack.postgres.url, "postgres"))
+    conn = await asyncpg.connect(stack.postgres.with_database("postgres").url)
     try:
         return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
     finally:
@@ -151,7 +146,7 @@ async def _database_exists(stack: Stack, name: str) -> bool:
 async def pg_template(stack: Stack) -> str:
     """``metalcast_template``, migrated once per session. A template whose applied migrations
     were since edited (normal while writing one) is dropped and rebuilt."""
-    template = PostgresSettings(url=_with_database(stack.postgres.url, TEMPLATE_DB))
+    template = stack.postgres.with_database(TEMPLATE_DB)
     for attempt in range(2):
         if not await _database_exists(stack, TEMPLATE_DB):
             with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # another session's
@@ -180,7 +175,7 @@ async def pg_settings(stack: Stack, pg_template: str) -> AsyncIterator[PostgresS
                 raise
             await asyncio.sleep(0.25)
     try:
-        yield PostgresSettings(url=_with_database(stack.postgres.url, name))
+        yield stack.postgres.with_database(name)
     finally:
         await _admin_execute(stack, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,11 @@ class PostgresSettings(BaseModel):
     url: str = "postgresql://postgres@127.0.0.1:55432/metalcast"
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=5, ge=1)
+
+    def with_database(self, name: str) -> PostgresSettings:
+        """The same server and options, another database."""
+        parts = urlsplit(self.url)
+        return self.model_copy(update={"url": urlunsplit(parts._replace(path=f"/{name}"))})
 
 
 class KafkaSettings(BaseModel):

@@ -18,6 +18,8 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from metalcast_core import PostgresSettings
+
 
 class PgToolError(RuntimeError):
     """``pg_dump``/``pg_restore`` failed or does not match the server."""
@@ -38,7 +40,7 @@ class PgTarget:
         return unquote(self._parts.path.lstrip("/")) or "postgres"
 
     def with_database(self, name: str) -> PgTarget:
-        return PgTarget(urlunsplit(self._parts._replace(path=f"/{name}")))
+        return PgTarget(PostgresSettings(url=self.url).with_database(name).url)
 
     @property
     def admin(self) -> PgTarget:
