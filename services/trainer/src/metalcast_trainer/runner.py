@@ -202,30 +202,14 @@ class TrainingRunner:
                 by="trainer",
                 note=f"run {report.run_id}",
             )
-            await conn.execute(
-                """
-                INSERT INTO ml.training_results (run_id, symbol, status, model_version_id)
-                VALUES ($1, $2, 'promoted', $3)
-                """,
-                report.run_id,
-                symbol,
-                version_id,
-            )
+            await _record_result(conn, report.run_id, symbol, "promoted", version_id=version_id)
         return version
 
     async def _record_failure(self, report: RunReport, symbol: str, reason: str) -> None:
         log.warning("run %s: %s not trained: %s", report.run_id, symbol, reason)
         report.failed[symbol] = reason
         async with self._pool.acquire() as conn:
-            await conn.execute(
-                """
-                INSERT INTO ml.training_results (run_id, symbol, status, reason)
-                VALUES ($1, $2, 'failed', $3)
-                """,
-                report.run_id,
-                symbol,
-                reason,
-            )
+            await _record_result(conn, report.run_id, symbol, "failed", reason=reason)
 
     async def _finish(self, report: RunReport) -> None:
         async with self._pool.acquire() as conn:
@@ -243,6 +227,29 @@ class TrainingRunner:
                 report.window_end,
                 json.dumps(report.timings),
             )
+
+
+async def _record_result(
+    conn: asyncpg.Connection,
+    run_id: int,
+    symbol: str,
+    status: str,
+    *,
+    reason: str | None = None,
+    version_id: int | None = None,
+) -> None:
+    """What a run did for one symbol: ``promoted`` (with its version) or ``failed`` (why)."""
+    await conn.execute(
+        """
+        INSERT INTO ml.training_results (run_id, symbol, status, reason, model_version_id)
+        VALUES ($1, $2, $3, $4, $5)
+        """,
+        run_id,
+        symbol,
+        status,
+        reason,
+        version_id,
+    )
 
 
 def _plain(value: Any) -> Any:
