@@ -29,6 +29,8 @@ EXPECTED_KEYS = {
     "arima": {"ar.L1", "intercept", "sigma2", "aic", "bic"},
     "naive": {"last"},
     "theta": {"smoothing_level", "initial_level", "drift"},
+    "drift": {"last", "slope"},
+    "ses": {"smoothing_level", "initial_level"},
 }
 
 
@@ -43,7 +45,7 @@ def trained() -> dict[str, Model]:
     return models
 
 
-def test_registry_has_the_three_families() -> None:
+def test_registry_has_the_five_families() -> None:
     assert set(FAMILIES) == set(EXPECTED_KEYS)
 
 

@@ -64,43 +64,52 @@ def test_bad_series_fail_with_reasons_while_the_good_one_trains(
     frame = good_frame.copy()
     frame["XAGUSD"] = 31.25  # constant
     frame.loc[frame.index[:-5], "XPTUSD"] = np.nan  # only 5 values
-    gap_at = frame.index[-4]
-    frame.loc[gap_at, "XPDUSD"] = np.nan  # a gap inside the last 12 hours
 
     model = Model(TICKERS, x_size=12, y_size=1, data_source=FrameTrainingData(frame))
     results = model.train()
 
     assert results["XAUUSD"].ok
     assert results["XAUUSD"].window_end == END
-    assert set(model.failed) == {"XAGUSD", "XPTUSD", "XPDUSD"}
+    assert set(model.failed) == {"XAGUSD", "XPTUSD"}
     assert model.failed["XAGUSD"].startswith("constant series")
-    assert model.failed["XPTUSD"] == "too few rows: 5 non-missing hourly values, need 12"
-    assert model.failed["XPDUSD"].startswith(f"gap at {gap_at.isoformat()}")
+    assert model.failed["XPTUSD"] == "too few rows: 5 observed hourly values, need 12"
     assert all(r.forecaster is None for r in results.values() if not r.ok)
 
 
-def test_a_missing_hour_row_is_a_gap(good_frame: pd.DataFrame) -> None:
-    dropped = good_frame.index[-3]
-    frame = good_frame.drop(index=dropped)
-    results = Model(TICKERS, 12, 1, data_source=FrameTrainingData(frame)).train()
-    assert all(
-        r.reason and r.reason.startswith(f"gap at {dropped.isoformat()}") for r in results.values()
-    )
+def test_closed_hours_are_skipped_and_the_span_recorded(good_frame: pd.DataFrame) -> None:
+    """A weekend: 60 hours without prices inside the window. The window is the last 12
+    observed values, nothing imputed; it spans 72 hours."""
+    hours = pd.date_range(end=END, periods=72, freq="h", tz="UTC")
+    values = GeneratedData(seed=3, end=END, history=60).window(["XAUUSD"], 12)["XAUUSD"]
+    frame = pd.DataFrame({"XAUUSD": values.to_numpy()}, index=hours)
+    closed = hours[6:66]
+    frame.loc[closed, "XAUUSD"] = np.nan
+    result = Model(["XAUUSD"], 12, 1, data_source=FrameTrainingData(frame)).train()["XAUUSD"]
+    assert result.ok, result.reason
+    assert result.window_start == hours[0].to_pydatetime()
+    assert result.window_end == END
+    assert result.window_hours == 72
+    assert result.n_obs == 12
+    expected = frame["XAUUSD"].dropna().to_numpy()
+    assert np.allclose(result.forecaster._y.to_numpy(), expected)
 
 
-def test_like_the_twelve_row_view_a_hole_is_a_gap_and_a_late_start_too_few(
-    good_frame: pd.DataFrame,
-) -> None:
-    frame = good_frame.iloc[-12:].copy()  # ml.metal_prices_training holds 12 rows
-    frame.loc[frame.index[5], "XAUUSD"] = np.nan
-    frame.loc[frame.index[-1], "XAGUSD"] = np.nan  # the newest hour is missing
-    frame.loc[frame.index[0], "XPTUSD"] = np.nan  # starts an hour late
+def test_a_daily_only_source_trains_on_its_last_twelve_days(good_frame: pd.DataFrame) -> None:
+    days = pd.date_range(end=END, periods=20, freq="D", tz="UTC")
+    values = GeneratedData(seed=4, end=END).window(["XAGUSD"], 20)["XAGUSD"].to_numpy()
+    frame = pd.DataFrame({"XAGUSD": values}, index=days)
+    result = Model(["XAGUSD"], 12, 1, data_source=FrameTrainingData(frame)).train()["XAGUSD"]
+    assert result.ok, result.reason
+    assert result.window_start == days[-12].to_pydatetime()
+    assert result.window_hours == 11 * 24 + 1
+
+
+def test_a_late_start_is_too_few_rows(good_frame: pd.DataFrame) -> None:
+    frame = good_frame.iloc[-12:].copy()
+    frame.loc[frame.index[0], "XPTUSD"] = np.nan
     model = Model(TICKERS, 12, 1, data_source=FrameTrainingData(frame))
     model.train()
-    assert model.failed["XAUUSD"].startswith(f"gap at {frame.index[5].isoformat()} (1 of 12")
-    assert model.failed["XAGUSD"].startswith(f"gap at {frame.index[-1].isoformat()}")
-    assert model.failed["XPTUSD"] == "too few rows: 11 non-missing hourly values, need 12"
-    assert list(model.forecasters) == ["XPDUSD"]
+    assert model.failed == {"XPTUSD": "too few rows: 11 observed hourly values, need 12"}
 
 
 def test_unknown_ticker_and_non_positive_price_fail(good_frame: pd.DataFrame) -> None:

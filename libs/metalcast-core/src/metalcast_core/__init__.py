@@ -7,6 +7,7 @@ from metalcast_core._events import (
     Event,
     ModelsTrained,
     PriceTick,
+    ProductionChanged,
     utcnow,
 )
 from metalcast_core._kafka import ensure_topics, make_consumer, make_producer, wait_for_kafka
@@ -31,6 +32,7 @@ from metalcast_core._topics import (
     ALL_TOPICS,
     BATCH_LOADED,
     MODELS_TRAINED,
+    PRODUCTION_CHANGED,
     TICKS,
     TICKS_DLQ,
     DecodeError,
@@ -46,6 +48,7 @@ __all__ = [
     "METALS_BY_SYMBOL",
     "METAL_SYMBOLS",
     "MODELS_TRAINED",
+    "PRODUCTION_CHANGED",
     "TICKS",
     "TICKS_DLQ",
     "BatchLoaded",
@@ -57,6 +60,7 @@ __all__ = [
     "ModelsTrained",
     "PostgresSettings",
     "PriceTick",
+    "ProductionChanged",
     "S3Settings",
     "ServiceSettings",
     "Topic",

@@ -87,6 +87,22 @@ class ModelsTrained(Event):
     promoted: list[str] = Field(default_factory=list)
     failed: dict[str, str] = Field(default_factory=dict)  # symbol -> reason
     finished_at: UtcDatetime = Field(default_factory=utcnow)
+    status: str | None = None  # succeeded | partial | failed | unchanged
+    decisions: dict[str, str] = Field(default_factory=dict)  # symbol -> why (not) promoted
+
+
+class ProductionChanged(Event):
+    """A production pointer moved, was pinned or unpinned. Topic ``models.production.v1``,
+    key = symbol. Published by whoever moved it (trainer, CLI, API) after the commit."""
+
+    symbol: Symbol
+    action: Literal["promote", "rollback", "unpin"]
+    from_version: int | None = None
+    to_version: int
+    pinned: bool = False
+    changed_by: str
+    reason: str | None = None
+    changed_at: UtcDatetime = Field(default_factory=utcnow)
 
 
 __all__ = [
@@ -95,5 +111,6 @@ __all__ = [
     "Event",
     "ModelsTrained",
     "PriceTick",
+    "ProductionChanged",
     "utcnow",
 ]

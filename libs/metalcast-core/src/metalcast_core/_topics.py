@@ -7,7 +7,14 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from metalcast_core._events import BatchLoaded, DeadLetter, Event, ModelsTrained, PriceTick
+from metalcast_core._events import (
+    BatchLoaded,
+    DeadLetter,
+    Event,
+    ModelsTrained,
+    PriceTick,
+    ProductionChanged,
+)
 
 E = TypeVar("E", bound=Event)
 
@@ -49,10 +56,14 @@ TICKS: Topic[PriceTick] = Topic("prices.ticks.v1", PriceTick, partitions=6)
 TICKS_DLQ: Topic[DeadLetter] = Topic("prices.ticks.dlq", DeadLetter, partitions=1)
 BATCH_LOADED: Topic[BatchLoaded] = Topic("pipeline.batch-loaded.v1", BatchLoaded, partitions=1)
 MODELS_TRAINED: Topic[ModelsTrained] = Topic("models.trained.v1", ModelsTrained, partitions=1)
+PRODUCTION_CHANGED: Topic[ProductionChanged] = Topic(
+    "models.production.v1", ProductionChanged, partitions=1
+)
 
 ALL_TOPICS: tuple[Topic[Any], ...] = (
     TICKS,
     TICKS_DLQ,
     BATCH_LOADED,
     MODELS_TRAINED,
+    PRODUCTION_CHANGED,
 )

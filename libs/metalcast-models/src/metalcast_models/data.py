@@ -42,23 +42,38 @@ class FrameTrainingData(TrainingData):
 
 # --- PostgreSQL ------------------------------------------------------------------------
 
-TRAINING_TABLE = "ml.metal_prices_training"
+SOURCE_TABLE = "analytics.metal_prices"
+
+
+def history_query(columns: Sequence[str]) -> str:
+    """Rows of ``analytics.metal_prices`` holding each column's newest ``$1`` values.
+
+    One index-ordered scan per column (``WHERE col IS NOT NULL ORDER BY ts DESC LIMIT $1``);
+    a metal's hours without a price are skipped, so its window reaches back over closures.
+    """
+    if not columns:
+        raise ValueError("no columns to read")
+    newest = " UNION ".join(
+        f"(SELECT ts FROM {SOURCE_TABLE} WHERE {c} IS NOT NULL ORDER BY ts DESC LIMIT $1)"
+        for c in columns
+    )
+    return f"SELECT ts, {', '.join(columns)} FROM {SOURCE_TABLE} WHERE ts IN ({newest}) ORDER BY ts"
 
 
 class PostgresTrainingData(TrainingData):
-    """Reads ``ml.metal_prices_training`` (``ts, xau, xag, xpt, xpd``) with asyncpg.
+    """Reads each metal's newest observed hourly values from ``analytics.metal_prices`` (the
+    source of ``ml.metal_prices_training``) with asyncpg.
 
-    That view holds only the newest twelve rows of ``analytics.metal_prices``: with
-    ``x_size`` above 12 every ticker fails with "too few rows". :meth:`window` runs the
-    query with ``asyncio.run`` and so must not be called from a running event loop: async
-    callers await :meth:`fetch` instead (or call ``window`` in ``asyncio.to_thread``).
+    ``window`` gives at least the last ``x_size`` observed values per ticker (``history``
+    more if asked), with ``NaN`` where a row carries another metal's price but not this
+    one's. :meth:`window` runs the query with ``asyncio.run`` and so must not be called from
+    a running event loop: async callers await :meth:`fetch` instead.
     """
 
-    QUERY = f"SELECT ts, xau, xag, xpt, xpd FROM {TRAINING_TABLE} ORDER BY ts"
-
-    def __init__(self, dsn: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, dsn: str, *, timeout_s: float = 30.0, history: int = 0) -> None:
         self._dsn = dsn
         self._timeout_s = timeout_s
+        self._history = history
 
     def window(self, tickers: Sequence[str], x_size: int) -> pd.DataFrame:
         return asyncio.run(self.fetch(tickers, x_size))
@@ -68,10 +83,20 @@ class PostgresTrainingData(TrainingData):
 
         conn = await asyncpg.connect(self._dsn, timeout=self._timeout_s)
         try:
-            rows = await conn.fetch(self.QUERY, timeout=self._timeout_s)
+            return await fetch_history(conn, tickers, x_size + self._history, self._timeout_s)
         finally:
             await conn.close()
-        return rows_to_frame([dict(r) for r in rows], _metal_columns(tickers))
+
+
+async def fetch_history(
+    conn: Any, tickers: Sequence[str], per_ticker: int, timeout_s: float | None = None
+) -> pd.DataFrame:
+    """The newest ``per_ticker`` observed values of each metal ticker, as one frame."""
+    columns = _metal_columns(tickers)
+    if not columns:
+        return rows_to_frame([], columns)
+    rows = await conn.fetch(history_query(list(columns.values())), per_ticker, timeout=timeout_s)
+    return rows_to_frame([dict(r) for r in rows], columns)
 
 
 def _metal_columns(tickers: Sequence[str]) -> dict[str, str]:

@@ -23,6 +23,7 @@ import numpy as np
 from metalcast_models._quiet import quiet_sktime
 
 JsonNumber = float | None
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 
 def _number(value: Any) -> JsonNumber:
@@ -54,6 +55,20 @@ class Family:
     description: str = ""
     one_step: Callable[[Any], float] | None = None
     residuals: Callable[[Any], np.ndarray[Any, np.dtype[np.float64]]] | None = None
+    # Optional: (points, standard errors or None) for steps 1..h of a fitted forecaster.
+    steps: Callable[[Any, int], tuple[FloatArray, FloatArray | None]] | None = None
+    # Optional closed form over many windows at once (rows: windows, oldest value first):
+    # the h-step point forecasts. Must equal fitting each window (checked in a test).
+    batch_points: Callable[[FloatArray, int, dict[str, Any]], FloatArray] | None = None
+
+    def forecast_steps(self, fitted: Any, horizon: int) -> tuple[FloatArray, FloatArray | None]:
+        """Point forecasts for steps ``1..horizon`` and, where the family gives them cheaply,
+        their standard errors (the model's own, uncalibrated)."""
+        if self.steps is not None:
+            return self.steps(fitted, horizon)
+        with quiet_sktime():
+            points = np.asarray(fitted.predict(fh=list(range(1, horizon + 1))), dtype=float)
+        return points, None
 
     def forecast_one(self, fitted: Any) -> float:
         """The one-step-ahead point forecast of a fitted forecaster."""
@@ -157,6 +172,13 @@ def _arima_residuals(fitted: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
     return residuals
 
 
+def _arima_steps(fitted: Any, horizon: int) -> tuple[FloatArray, FloatArray | None]:
+    forecast = _arima_results(fitted).get_forecast(horizon)
+    points = np.asarray(forecast.predicted_mean, dtype=float)
+    se = np.asarray(forecast.se_mean, dtype=float)
+    return points, se
+
+
 ARIMA_FAMILY = Family(
     name="arima",
     hyperparameters={
@@ -178,6 +200,7 @@ ARIMA_FAMILY = Family(
     description="sktime ARIMA (pmdarima/statsmodels SARIMAX); default ARIMA(1,1,0) with drift",
     one_step=_arima_one_step,
     residuals=_arima_residuals,
+    steps=_arima_steps,
 )
 
 
@@ -197,12 +220,54 @@ def _extract_naive(fitted: Any) -> dict[str, JsonNumber]:
     return {key: _number(level)}
 
 
+def _naive_batch(windows: FloatArray, horizon: int, hp: dict[str, Any]) -> FloatArray:
+    if hp.get("strategy") != "last" or hp.get("window_length") is not None or hp.get("sp") != 1:
+        raise NotImplementedError("closed form only for strategy='last', sp=1")
+    return np.repeat(windows[:, -1:], horizon, axis=1)
+
+
 NAIVE_FAMILY = Family(
     name="naive",
     hyperparameters={"strategy": "last", "window_length": None, "sp": 1},
     build=_build_naive,
     extract_params=_extract_naive,
     description="sktime NaiveForecaster; default: repeat the last value",
+    batch_points=_naive_batch,
+)
+
+
+# --- drift -----------------------------------------------------------------------------
+
+
+def _build_drift(hp: dict[str, Any]) -> Any:
+    from sktime.forecasting.naive import NaiveForecaster
+
+    return NaiveForecaster(strategy="drift", **hp)
+
+
+def _extract_drift(fitted: Any) -> dict[str, JsonNumber]:
+    y = np.asarray(fitted._y, dtype=float)
+    window = fitted.window_length or len(y)
+    y = y[-window:]
+    return {"last": _number(y[-1]), "slope": _number((y[-1] - y[0]) / (len(y) - 1))}
+
+
+def _drift_batch(windows: FloatArray, horizon: int, hp: dict[str, Any]) -> FloatArray:
+    if hp.get("window_length") is not None:
+        raise NotImplementedError("closed form only for the whole window")
+    slope = (windows[:, -1] - windows[:, 0]) / (windows.shape[1] - 1)
+    steps = np.arange(1, horizon + 1, dtype=float)
+    result: FloatArray = windows[:, -1:] + slope[:, None] * steps[None, :]
+    return result
+
+
+DRIFT_FAMILY = Family(
+    name="drift",
+    hyperparameters={"window_length": None},
+    build=_build_drift,
+    extract_params=_extract_drift,
+    description="random walk with drift: the last value plus the window's average change",
+    batch_points=_drift_batch,
 )
 
 
@@ -240,7 +305,45 @@ THETA_FAMILY = Family(
 )
 
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (ARIMA_FAMILY, NAIVE_FAMILY, THETA_FAMILY)}
+# --- ses (exponential smoothing) ---------------------------------------------------------
+
+
+def _build_ses(hp: dict[str, Any]) -> Any:
+    from sktime.forecasting.exp_smoothing import ExponentialSmoothing
+
+    return ExponentialSmoothing(**hp)
+
+
+def _extract_ses(fitted: Any) -> dict[str, JsonNumber]:
+    params = fitted._fitted_forecaster.params
+    return {
+        "smoothing_level": _number(params.get("smoothing_level")),
+        "initial_level": _number(params.get("initial_level")),
+        "smoothing_trend": _number(params.get("smoothing_trend")),
+        "damping_trend": _number(params.get("damping_trend")),
+    }
+
+
+def _check_ses(fitted: Any) -> str | None:
+    level = fitted._fitted_forecaster.params.get("smoothing_level")
+    if _number(level) is None:
+        return "exponential smoothing level is not finite"
+    return None
+
+
+SES_FAMILY = Family(
+    name="ses",
+    hyperparameters={"trend": None, "damped_trend": False, "initialization_method": "estimated"},
+    build=_build_ses,
+    extract_params=_extract_ses,
+    check_fitted=_check_ses,
+    description="sktime ExponentialSmoothing (statsmodels); default: simple, ETS(A,N,N)",
+)
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f for f in (ARIMA_FAMILY, NAIVE_FAMILY, DRIFT_FAMILY, THETA_FAMILY, SES_FAMILY)
+}
 
 
 def get_family(name: str) -> Family:

@@ -1,13 +1,13 @@
 """Fitting one series: the checks that turn bad data into a reason, then the fit itself.
 
-Gap policy: the window is the last ``x_size`` hours of the frame (on a complete hourly grid,
-so an hour without a row counts as missing). A ticker is refused, with a reason, when
+Window policy: the window is the last ``x_size`` *observed* hourly values of the series (the
+hours that carry a price). Hours in between without a value (a closed market, a silent
+source, a daily-only source) are skipped, never imputed: the model sees consecutive entries,
+and the window records its first and last hour and how many hours it spans. A ticker is
+refused, with a reason, when
 
 * the source has no column for it: ``no training data for <ticker>``;
-* a value is missing after the first observed value of the window (no imputation):
-  ``gap at <first missing hour>``;
-* otherwise fewer than ``x_size`` values (the series starts late, or the source has
-  fewer rows): ``too few rows: ...``;
+* fewer than ``x_size`` values were observed: ``too few rows: ...``;
 * a value is not positive: ``non-positive price ...``;
 * the window is constant: ``constant series ...``;
 * the fit raises, does not converge or predicts a non-finite value.
@@ -48,6 +48,7 @@ class FitResult:
     window_start: datetime | None = None
     window_end: datetime | None = None  # the cutoff: the last hour trained on (UTC)
     n_obs: int = 0
+    window_hours: int = 0  # hours from the window's first to its last value, both counted
     fit_seconds: float = 0.0
     warnings: tuple[str, ...] = ()
 
@@ -64,6 +65,7 @@ class FitResult:
             "window_start": self.window_start.isoformat() if self.window_start else None,
             "window_end": self.window_end.isoformat() if self.window_end else None,
             "n_obs": self.n_obs,
+            "window_hours": self.window_hours,
             "fit_seconds": self.fit_seconds,
             "warnings": list(self.warnings),
         }
@@ -94,27 +96,26 @@ def normalise_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reindex(grid)
 
 
-def window_problem(series: pd.Series, x_size: int) -> str | None:
-    """Why the last ``x_size`` hours of ``series`` (on a normalised frame) can't be used.
+def observed_window(series: pd.Series, x_size: int) -> pd.Series:
+    """The last ``x_size`` observed (non-missing) values of ``series``, oldest first."""
+    return series.dropna().iloc[-x_size:]
 
-    Missing values before the first observed value of the window mean the series is too
-    short ("too few rows"); a missing value after it is a gap.
-    """
-    window = series.iloc[-x_size:]
-    observed = window.notna().to_numpy()
-    count = int(observed.sum())
-    if count == 0:
-        return f"too few rows: no value in the last {x_size} hours, need {x_size}"
-    first = int(np.argmax(observed))
-    holes = np.flatnonzero(~observed[first:]) + first
-    if len(holes):
-        return (
-            f"gap at {window.index[holes[0]].isoformat()} ({len(holes)} of {x_size} hours "
-            f"missing in the window {window.index[0].isoformat()}.."
-            f"{window.index[-1].isoformat()}); gaps are not imputed"
-        )
+
+def span_hours(start: datetime | None, end: datetime | None) -> int:
+    """Hours from ``start`` to ``end``, both counted (0 when either is missing)."""
+    if start is None or end is None:
+        return 0
+    return int((end - start).total_seconds() // 3600) + 1
+
+
+def window_problem(series: pd.Series, x_size: int) -> str | None:
+    """Why the last ``x_size`` observed values of ``series`` can't be used, or ``None``."""
+    window = observed_window(series, x_size)
+    count = len(window)
     if count < x_size:
-        return f"too few rows: {count} non-missing hourly values, need {x_size}"
+        if count == 0:
+            return f"too few rows: no observed value, need {x_size}"
+        return f"too few rows: {count} observed hourly values, need {x_size}"
     values = window.to_numpy(dtype=float)
     bad = np.flatnonzero(values <= 0)
     if len(bad):
@@ -123,6 +124,16 @@ def window_problem(series: pd.Series, x_size: int) -> str | None:
     if spread <= 1e-12 * float(np.max(np.abs(values))):
         return f"constant series (all {x_size} values are {values[0]:g})"
     return None
+
+
+def as_entries(values: np.ndarray[Any, Any], end: datetime, name: str) -> pd.Series:
+    """Consecutive entries as sktime wants them: a contiguous, tz-naive hourly index that
+    ends at ``end`` (UTC), so the forecaster's cutoff is the window's last real hour and
+    step ``h`` is the ``h``-th entry after it."""
+    stamp = pd.Timestamp(end)
+    stamp = stamp.tz_convert(None) if stamp.tzinfo is not None else stamp
+    index = pd.date_range(end=stamp, periods=len(values), freq="h")
+    return pd.Series(np.asarray(values, dtype=float), index=index, name=name)
 
 
 def fit_frame(
@@ -159,19 +170,16 @@ def fit_series(
 ) -> FitResult:
     """Check and fit one (normalised, hourly, UTC) series. Never raises for bad data."""
     problem = window_problem(series, x_size)
-    window = series.iloc[-x_size:]
+    window = observed_window(series, x_size)
     start = window.index[0].to_pydatetime() if len(window) else None
     end = window.index[-1].to_pydatetime() if len(window) else None
     if problem is not None:
         return _failed(ticker, family, hyperparameters, problem, start, end, len(window))
+    assert end is not None
 
     # sktime is given tz-naive UTC hours: with a tz-aware index it converts to periods and
     # warns that the timezone is dropped. forecast.py puts UTC back on predictions.
-    y = pd.Series(
-        window.to_numpy(dtype=float),
-        index=pd.date_range(window.index[0].tz_convert(None), periods=x_size, freq="h"),
-        name=ticker,
-    )
+    y = as_entries(window.to_numpy(dtype=float), end, ticker)
     began = time.perf_counter()
     kept: list[str] = []
     try:
@@ -214,6 +222,7 @@ def fit_series(
         window_start=start,
         window_end=end,
         n_obs=x_size,
+        window_hours=span_hours(start, end),
         fit_seconds=seconds,
         warnings=tuple(kept),
     )
@@ -239,6 +248,7 @@ def _failed(
         window_start=start,
         window_end=end,
         n_obs=n_obs,
+        window_hours=span_hours(start, end),
         fit_seconds=seconds,
         warnings=kept,
     )

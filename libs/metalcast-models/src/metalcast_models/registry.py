@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from metalcast_core import ProductionChanged
 from metalcast_models.artifacts import check_artifact
 
 if TYPE_CHECKING:
@@ -47,6 +48,15 @@ class VersionInfo:
     size_bytes: int
     created_at: datetime
     in_production: bool
+    candidate: str | None = None
+    candidate_key: str | None = None
+    window_hash: str | None = None
+    window_hours: int | None = None
+    backtest: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    decision: str | None = None
+    deleted_at: datetime | None = None
+    ever_production: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,16 +67,43 @@ class PointerMove:
     action: str
     changed_by: str
     changed_at: datetime
+    pinned: bool = False
+    reason: str | None = None
+
+    def event(self) -> ProductionChanged:
+        return ProductionChanged(
+            symbol=self.symbol,
+            action=self.action,
+            from_version=self.from_version,
+            to_version=self.to_version,
+            pinned=self.pinned,
+            changed_by=self.changed_by,
+            reason=self.reason,
+            changed_at=self.changed_at,
+        )
+
+
+@dataclass(frozen=True)
+class Pin:
+    symbol: str
+    version: int
+    pinned_at: datetime
+    pinned_by: str
+    reason: str | None
 
 
 _SELECT = """
-SELECT v.*, (p.model_version_id IS NOT NULL) AS in_production
+SELECT v.*, (p.model_version_id IS NOT NULL) AS in_production,
+       EXISTS (SELECT 1 FROM ml.production_history AS h WHERE h.to_version_id = v.id)
+           AS ever_production
 FROM ml.model_versions AS v
 LEFT JOIN ml.production_models AS p ON p.model_version_id = v.id
 """
 
 
-def _info(row: Mapping[str, Any]) -> VersionInfo:
+def _info(record: Mapping[str, Any]) -> VersionInfo:
+    row = dict(record)
+
     def js(value: Any) -> dict[str, Any]:
         return json.loads(value) if isinstance(value, str) else dict(value or {})
 
@@ -88,6 +125,15 @@ def _info(row: Mapping[str, Any]) -> VersionInfo:
         size_bytes=row["size_bytes"],
         created_at=row["created_at"],
         in_production=row["in_production"],
+        candidate=row.get("candidate"),
+        candidate_key=row.get("candidate_key"),
+        window_hash=row.get("window_hash"),
+        window_hours=row.get("window_hours"),
+        backtest=js(row.get("backtest")),
+        calibration=js(row.get("calibration")),
+        decision=row.get("decision"),
+        deleted_at=row.get("deleted_at"),
+        ever_production=bool(row.get("ever_production", False)),
     )
 
 
@@ -132,6 +178,13 @@ async def record_version(
     artifact_uri: str,
     sha256: str,
     size_bytes: int,
+    candidate: str | None = None,
+    candidate_key: str | None = None,
+    window_hash: str | None = None,
+    window_hours: int | None = None,
+    backtest: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+    decision: str | None = None,
 ) -> int:
     """Insert a version; returns its id."""
     value = await conn.fetchval(
@@ -139,8 +192,10 @@ async def record_version(
         INSERT INTO ml.model_versions
             (symbol, version, run_id, family, model_class, hyperparameters, fitted_params,
              metrics, window_start, window_end, n_observations, artifact_uri, sha256,
-             size_bytes)
-        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13, $14)
+             size_bytes, candidate, candidate_key, window_hash, window_hours, backtest,
+             calibration, decision)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13, $14,
+                $15, $16, $17, $18, $19::jsonb, $20::jsonb, $21)
         RETURNING id
         """,
         symbol,
@@ -157,8 +212,44 @@ async def record_version(
         artifact_uri,
         sha256,
         size_bytes,
+        candidate,
+        candidate_key,
+        window_hash,
+        window_hours,
+        json.dumps(dict(backtest or {})),
+        json.dumps(dict(calibration or {})),
+        decision,
     )
     return int(value)
+
+
+async def find_fit(
+    conn: asyncpg.Connection, symbol: str, candidate_key: str, window_hash: str
+) -> VersionInfo | None:
+    """The live version of this configuration on this window, if one was made."""
+    row = await conn.fetchrow(
+        _SELECT + " WHERE v.symbol = $1 AND v.candidate_key = $2 AND v.window_hash = $3"
+        " AND v.deleted_at IS NULL",
+        symbol,
+        candidate_key,
+        window_hash,
+    )
+    return None if row is None else _info(row)
+
+
+async def pin(conn: asyncpg.Connection, symbol: str) -> Pin | None:
+    """Who pinned ``symbol``'s production pointer, if anyone."""
+    row = await conn.fetchrow(
+        """
+        SELECT p.symbol, v.version, p.pinned_at, p.pinned_by, p.pin_reason
+        FROM ml.production_models AS p JOIN ml.model_versions AS v ON v.id = p.model_version_id
+        WHERE p.symbol = $1 AND p.pinned_at IS NOT NULL
+        """,
+        symbol,
+    )
+    if row is None:
+        return None
+    return Pin(row["symbol"], row["version"], row["pinned_at"], row["pinned_by"], row["pin_reason"])
 
 
 async def move_pointer(
@@ -169,18 +260,23 @@ async def move_pointer(
     action: str,
     by: str,
     note: str | None = None,
-) -> PointerMove:
-    """Point ``symbol``'s production at ``version_id`` and record the move."""
+    pinned: bool = False,
+    respect_pin: bool = False,
+) -> PointerMove | None:
+    """Point ``symbol``'s production at ``version_id`` and record the move; ``pinned`` pins
+    it there. With ``respect_pin`` (the trainer) a pinned pointer is left alone: ``None``."""
     async with conn.transaction():
         current = await conn.fetchrow(
             """
-            SELECT p.model_version_id, v.version
+            SELECT p.model_version_id, v.version, p.pinned_at
             FROM ml.production_models AS p JOIN ml.model_versions AS v ON v.id = p.model_version_id
             WHERE p.symbol = $1
             FOR UPDATE OF p
             """,
             symbol,
         )
+        if respect_pin and current is not None and current["pinned_at"] is not None:
+            return None
         target = await conn.fetchval(
             "SELECT version FROM ml.model_versions WHERE id = $1 AND symbol = $2",
             version_id,
@@ -190,24 +286,28 @@ async def move_pointer(
             raise RollbackRefused(f"version id {version_id} is not a version of {symbol}")
         changed_at = await conn.fetchval(
             """
-            INSERT INTO ml.production_models (symbol, model_version_id, updated_at, updated_by)
-            VALUES ($1, $2, now(), $3)
+            INSERT INTO ml.production_models
+                (symbol, model_version_id, updated_at, updated_by, pinned_at, pinned_by,
+                 pin_reason)
+            VALUES ($1, $2, now(), $3, CASE WHEN $4 THEN now() END, CASE WHEN $4 THEN $3 END,
+                    CASE WHEN $4 THEN $5 END)
             ON CONFLICT (symbol) DO UPDATE
                 SET model_version_id = EXCLUDED.model_version_id,
                     updated_at = EXCLUDED.updated_at,
-                    updated_by = EXCLUDED.updated_by
+                    updated_by = EXCLUDED.updated_by,
+                    pinned_at = EXCLUDED.pinned_at,
+                    pinned_by = EXCLUDED.pinned_by,
+                    pin_reason = EXCLUDED.pin_reason
             RETURNING updated_at
             """,
             symbol,
             version_id,
             by,
+            pinned,
+            note,
         )
-        await conn.execute(
-            """
-            INSERT INTO ml.production_history
-                (symbol, from_version_id, to_version_id, action, changed_by, changed_at, note)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            """,
+        await _history(
+            conn,
             symbol,
             None if current is None else current["model_version_id"],
             version_id,
@@ -215,6 +315,7 @@ async def move_pointer(
             by,
             changed_at,
             note,
+            pinned,
         )
     return PointerMove(
         symbol=symbol,
@@ -223,7 +324,119 @@ async def move_pointer(
         action=action,
         changed_by=by,
         changed_at=changed_at,
+        pinned=pinned,
+        reason=note,
     )
+
+
+async def _history(
+    conn: asyncpg.Connection,
+    symbol: str,
+    from_id: int | None,
+    to_id: int,
+    action: str,
+    by: str,
+    at: datetime,
+    note: str | None,
+    pinned: bool,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO ml.production_history
+            (symbol, from_version_id, to_version_id, action, changed_by, changed_at, note, pinned)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        """,
+        symbol,
+        from_id,
+        to_id,
+        action,
+        by,
+        at,
+        note,
+        pinned,
+    )
+
+
+async def unpin(conn: asyncpg.Connection, symbol: str, by: str, reason: str | None) -> PointerMove:
+    """Hand ``symbol``'s pointer back to champion/challenger (recorded in the history)."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """
+            SELECT p.model_version_id, v.version, p.pinned_at
+            FROM ml.production_models AS p JOIN ml.model_versions AS v ON v.id = p.model_version_id
+            WHERE p.symbol = $1
+            FOR UPDATE OF p
+            """,
+            symbol,
+        )
+        if row is None:
+            raise RollbackRefused(f"{symbol} has no production version")
+        if row["pinned_at"] is None:
+            raise RollbackRefused(f"{symbol} is not pinned")
+        changed_at = await conn.fetchval(
+            """
+            UPDATE ml.production_models
+            SET pinned_at = NULL, pinned_by = NULL, pin_reason = NULL, updated_at = now(),
+                updated_by = $2
+            WHERE symbol = $1
+            RETURNING updated_at
+            """,
+            symbol,
+            by,
+        )
+        note = reason or "unpinned: champion/challenger decides again"
+        vid = row["model_version_id"]
+        await _history(conn, symbol, vid, vid, "unpin", by, changed_at, note, False)
+    return PointerMove(symbol, row["version"], row["version"], "unpin", by, changed_at, False, note)
+
+
+async def history(conn: asyncpg.Connection, symbol: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The pointer's moves for ``symbol``, newest first (who, when, why, from -> to)."""
+    rows = await conn.fetch(
+        """
+        SELECT h.symbol, f.version AS from_version, t.version AS to_version, h.action,
+               h.changed_by, h.changed_at, h.note, h.pinned
+        FROM ml.production_history AS h
+        LEFT JOIN ml.model_versions AS f ON f.id = h.from_version_id
+        JOIN ml.model_versions AS t ON t.id = h.to_version_id
+        WHERE h.symbol = $1
+        ORDER BY h.changed_at DESC, h.id DESC
+        LIMIT $2
+        """,
+        symbol,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def retention(
+    conn: asyncpg.Connection, s3: S3Client, older_than_s: float
+) -> list[tuple[str, int]]:
+    """Delete the files of versions that never served production and are older than
+    ``older_than_s`` seconds, and mark them deleted. Never touches a version that ever
+    served production or is in production (pinned or not). Returns (symbol, version)."""
+    rows = await conn.fetch(
+        """
+        SELECT v.id, v.symbol, v.version, v.artifact_uri
+        FROM ml.model_versions AS v
+        WHERE v.deleted_at IS NULL
+          AND v.created_at < now() - make_interval(secs => $1)
+          AND NOT EXISTS (SELECT 1 FROM ml.production_models AS p WHERE p.model_version_id = v.id)
+          AND NOT EXISTS (SELECT 1 FROM ml.production_history AS h WHERE h.to_version_id = v.id)
+        ORDER BY v.id
+        """,
+        older_than_s,
+    )
+    deleted: list[tuple[str, int]] = []
+    for row in rows:
+        bucket, key = parse_uri(row["artifact_uri"])
+        await asyncio.to_thread(s3.delete_object, Bucket=bucket, Key=key)
+        await conn.execute(
+            "UPDATE ml.model_versions SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL",
+            row["id"],
+        )
+        deleted.append((row["symbol"], row["version"]))
+    return deleted
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
@@ -259,11 +472,13 @@ async def rollback(
     to_version: int | None,
     by: str,
     work_dir: str | Path,
+    reason: str | None = None,
 ) -> PointerMove:
     """Move ``symbol``'s production pointer to ``to_version`` (default: the version before
-    the current one) after checking that its file loads. Refused moves raise
+    the current one) after checking that its file loads, and **pin** it there: the trainer
+    never moves a pinned pointer (``unpin`` hands it back). Refused moves raise
     :class:`RollbackRefused` and leave the pointer where it was."""
-    all_versions = await versions(conn, symbol)
+    all_versions = [v for v in await versions(conn, symbol) if v.deleted_at is None]
     if not all_versions:
         raise RollbackRefused(f"{symbol} has no model versions")
     current = next((v for v in all_versions if v.in_production), None)
@@ -280,16 +495,19 @@ async def rollback(
             known = ", ".join(str(v.version) for v in all_versions)
             raise RollbackRefused(f"{symbol} has no version {to_version} (versions: {known})")
         target = found
-    if current is not None and target.id == current.id:
-        raise RollbackRefused(f"{symbol} v{target.version} is already in production")
+    if current is not None and target.id == current.id and (await pin(conn, symbol)):
+        raise RollbackRefused(f"{symbol} v{target.version} is already in production, pinned")
     problem = await asyncio.to_thread(verify_version, s3, target, work_dir)
     if problem is not None:
         raise RollbackRefused(f"{symbol} v{target.version}: {problem}")
-    return await move_pointer(
+    move = await move_pointer(
         conn,
         symbol,
         target.id,
         action="rollback",
         by=by,
-        note=f"rollback to v{target.version}",
+        note=reason or f"rollback to v{target.version}",
+        pinned=True,
     )
+    assert move is not None
+    return move

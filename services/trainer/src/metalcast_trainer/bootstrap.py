@@ -11,7 +11,6 @@ from aiokafka import AIOKafkaProducer
 
 from metalcast_core import (
     BATCH_LOADED,
-    MODELS_TRAINED,
     create_pool,
     ensure_buckets,
     ensure_topics,
@@ -35,7 +34,9 @@ async def _runner(
     producer = make_producer(settings.kafka)
     try:
         await producer.start()
-        yield TrainingRunner(settings, pool, s3), producer
+        runner = TrainingRunner(settings, pool, s3)
+        await runner.close_interrupted()
+        yield runner, producer
     finally:
         await producer.stop()
         await pool.close()
@@ -68,5 +69,5 @@ async def train_once(settings: TrainerSettings) -> RunReport:
     """Train now on the current window, record and publish the run, and return."""
     async with _runner(settings) as (runner, producer):
         report = await runner.run("manual")
-        await publish_report(producer, settings.kafka.topic_name(MODELS_TRAINED), report, None)
+        await publish_report(producer, settings.kafka, report, None)
         return report

@@ -5,24 +5,83 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from metalcast_core import METALS, ServiceSettings
+from metalcast_models import FAMILIES
+
+
+class CandidateSpec(BaseModel):
+    """One candidate: a family (``metalcast_models.FAMILIES``) and overrides of its
+    hyperparameters; ``name`` defaults to the family (two of one family need names)."""
+
+    family: str
+    name: str | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("family")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in FAMILIES:
+            raise ValueError(f"unknown model family {value!r}; known: {', '.join(FAMILIES)}")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or self.family
+
+
+def _default_candidates() -> list[CandidateSpec]:
+    # The data scientists' ARIMA(1,1,0)+c first, then the simple challengers.
+    return [CandidateSpec(family=f) for f in ("arima", "naive", "drift", "theta", "ses")]
 
 
 class TrainerSection(BaseModel):
     group_id: str = "metalcast-trainer"
-    # The model family (metalcast_models.FAMILIES: arima, naive, theta) and overrides of its
-    # hyperparameters, e.g. METALCAST_TRAINER__HYPERPARAMETERS='{"order": [2, 1, 0]}'.
-    family: str = "arima"
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    # Champion/challenger: every candidate is backtested each run, e.g.
+    # METALCAST_TRAINER__CANDIDATES='[{"family": "arima", "hyperparameters": {"order": [2,1,0]}},
+    #                                  "naive", "theta"]'
+    candidates: list[CandidateSpec] = Field(default_factory=_default_candidates)
     tickers: list[str] = Field(default_factory=lambda: [m.ticker for m in METALS])
     x_size: int = Field(default=12, ge=3)
     y_size: int = Field(default=1, ge=1)
+    # Rolling-origin backtest: how many origins per metal, how many steps from each.
+    backtest_origins: int = Field(default=168, ge=10)
+    backtest_horizon: int = Field(default=24, ge=1)
+    # Conformal calibration: fewest earlier outcomes before an origin's interval is scored.
+    min_calibration: int = Field(default=24, ge=5)
+    # Promotion: a challenger's MASE must be this much lower (relative) than the champion's,
+    # and its interval coverage no further from nominal (or within coverage_tolerance).
+    promotion_margin: float = Field(default=0.01, ge=0, lt=1)
+    coverage_tolerance: float = Field(default=0.03, ge=0, le=1)
+    # The candidate preferred unless another beats it by the margin (None: no baseline).
+    baseline: str | None = "naive"
+    # Versions that never served production are deleted after this many hours (0: never).
+    retention_hours: float = Field(default=168.0, ge=0)
     # After an event, wait this long for more before training (a burst trains once).
     coalesce_s: float = Field(default=0.2, ge=0)
     work_dir: Path = Path("/tmp/metalcast-trainer")
     models_prefix: str = "models/"
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _names_are_candidates(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"family": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _unique_and_valid(self) -> TrainerSection:
+        if not self.candidates:
+            raise ValueError("at least one candidate is needed")
+        labels = [c.label for c in self.candidates]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"candidate names must be unique: {labels}")
+        for spec in self.candidates:
+            FAMILIES[spec.family].resolve(spec.hyperparameters)  # unknown names: ValueError
+        if self.baseline is not None and self.baseline not in labels:
+            raise ValueError(f"baseline {self.baseline!r} is not a candidate ({labels})")
+        return self
 
 
 class TrainerSettings(ServiceSettings):

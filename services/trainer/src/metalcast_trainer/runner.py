@@ -1,36 +1,64 @@
-"""One training run: read the window, fit one model per metal, check each file reloads and
-predicts, upload it, record the version and promote it. Bad data for one metal is recorded
-with its reason and never stops the others; production stays where it was for that metal."""
+"""One training run, per metal:
+
+1. read the metal's observed history (its last ``x_size`` values are the window; hours
+   without a price are skipped, never imputed);
+2. backtest every candidate (and the production version's configuration) on the same
+   rolling origins, reusing cached forecasts whose window is unchanged;
+3. decide champion/challenger (:func:`metalcast_models.backtest.decide`);
+4. if that configuration was already fitted on this very window, change nothing
+   (``unchanged``); otherwise fit it, check the file reloads and predicts, upload it, record
+   the version with its backtest and calibration, and move the pointer unless it is pinned.
+
+Bad data for one metal is recorded with its reason and never stops the others; production
+stays where it was for that metal.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import pandas as pd
 
-from metalcast_core import metal_for
+from metalcast_core import BatchLoaded, metal_for
 from metalcast_models import (
     FitResult,
-    FrameTrainingData,
-    Model,
-    PostgresTrainingData,
+    GeneratedData,
     SavedArtifact,
     check_artifact,
     registry,
     save_forecaster,
 )
+from metalcast_models.backtest import (
+    Candidate,
+    Decision,
+    Rules,
+    Score,
+    Series,
+    decide,
+    make_candidate,
+    run_backtest,
+    score,
+    window_hash,
+    window_scale,
+)
+from metalcast_models.data import fetch_history
+from metalcast_models.families import get_family
+from metalcast_models.fitting import fit_frame, fit_series, span_hours
+from metalcast_models.registry import PointerMove, VersionInfo
+from metalcast_trainer import store
 from metalcast_trainer.config import TrainerSettings
+from metalcast_trainer.store import plain as _plain
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -42,8 +70,13 @@ log = logging.getLogger(__name__)
 class RunReport:
     run_id: int
     status: str
-    promoted: dict[str, int] = field(default_factory=dict)  # symbol -> version
+    promoted: dict[str, int] = field(default_factory=dict)  # symbol -> version now serving
+    versions: dict[str, int] = field(default_factory=dict)  # symbol -> new version recorded
+    unchanged: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # symbol -> reason
+    decisions: dict[str, str] = field(default_factory=dict)  # symbol -> why
+    windows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    moves: list[PointerMove] = field(default_factory=list)
     window_start: datetime | None = None
     window_end: datetime | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -56,35 +89,67 @@ class TrainingRunner:
         self._cfg = settings.trainer
         self._pool = pool
         self._s3 = s3
-        self._data = PostgresTrainingData(settings.postgres.url)
+        self.candidates = [
+            make_candidate(c.family, self._cfg.x_size, c.hyperparameters, c.label)
+            for c in self._cfg.candidates
+        ]
+        self._rules = Rules(
+            margin=self._cfg.promotion_margin,
+            coverage_tolerance=self._cfg.coverage_tolerance,
+            baseline=self._cfg.baseline,
+        )
 
     def warm_up(self) -> None:
-        """Import the forecasting stack and fit once, so the first real run is fast."""
-        Model(
-            self._cfg.tickers[:1],
-            self._cfg.x_size,
-            self._cfg.y_size,
-            self._cfg.family,
-            self._cfg.hyperparameters,
-        ).train(use_generated_data=True)
+        """Import the forecasting stack and fit each family once: the first run is fast."""
+        frame = GeneratedData(seed=0).window(["WARMUP"], self._cfg.x_size)
+        for cand in self.candidates:
+            fit_frame(frame, ["WARMUP"], self._cfg.x_size, cand.family, cand.hyperparameters)
+
+    async def close_interrupted(self) -> list[int]:
+        async with self._pool.acquire() as conn:
+            closed = await store.close_interrupted(conn)
+        if closed:
+            log.warning("closed %d interrupted run(s) as failed: %s", len(closed), closed)
+        return closed
+
+    async def wants(self, events: Sequence[BatchLoaded]) -> str | None:
+        """Why these events need no run (``None``: they do). A batch that touched no metal,
+        or only hours before every touched metal's production window, changes no window."""
+        symbols = {metal_for(t).symbol for t in self._cfg.tickers}
+        touched = {s for e in events for s in e.symbols if s in symbols}
+        if not touched:
+            return "no metal in the batch"
+        newest = [e.last_hour for e in events if e.last_hour is not None]
+        if not newest:
+            return None
+        async with self._pool.acquire() as conn:
+            starts = await conn.fetch(
+                """
+                SELECT p.symbol, v.window_start FROM ml.production_models AS p
+                JOIN ml.model_versions AS v ON v.id = p.model_version_id
+                WHERE p.symbol = ANY($1::text[])
+                """,
+                sorted(touched),
+            )
+        known = {r["symbol"]: r["window_start"] for r in starts}
+        if len(known) == len(touched) and max(newest) < min(known.values()):
+            return f"only hours before the current windows (newest {max(newest).isoformat()})"
+        return None
 
     async def run(
         self, trigger: str, batch_id: uuid.UUID | None = None, events: int = 0
     ) -> RunReport:
         started = time.perf_counter()
         async with self._pool.acquire() as conn:
-            run_id = await conn.fetchval(
-                """
-                INSERT INTO ml.training_runs
-                    (trigger, trigger_batch_id, trigger_events, family, x_size, y_size)
-                VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
-                """,
+            run_id = await store.start_run(
+                conn,
                 trigger,
                 batch_id,
                 events,
-                self._cfg.family,
+                ",".join(c.name for c in self.candidates),
                 self._cfg.x_size,
                 self._cfg.y_size,
+                [c.describe() for c in self.candidates],
             )
         report = RunReport(run_id=run_id, status="running")
         work = Path(tempfile.mkdtemp(prefix=f"run{run_id}-", dir=self._work_dir()))
@@ -97,15 +162,26 @@ class TrainingRunner:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         report.timings["total_s"] = round(time.perf_counter() - started, 4)
-        await self._finish(report)
+        async with self._pool.acquire() as conn:
+            await store.finish_run(
+                conn,
+                run_id,
+                report.status,
+                report.error,
+                report.window_start,
+                report.window_end,
+                report.timings,
+            )
         log.info(
-            "run %s %s: promoted %s, failed %s in %.2f s",
+            "run %s %s: promoted %s, unchanged %s, failed %s in %.2f s",
             run_id,
             report.status,
             report.promoted,
+            report.unchanged,
             report.failed,
             report.timings["total_s"],
         )
+        await self._retention()
         return report
 
     def _work_dir(self) -> Path:
@@ -114,45 +190,189 @@ class TrainingRunner:
 
     async def _train(self, report: RunReport, work: Path) -> None:
         t = time.perf_counter()
-        frame = await self._data.fetch(self._cfg.tickers, self._cfg.x_size)
+        need = self._cfg.x_size + self._cfg.backtest_origins + 1
+        async with self._pool.acquire() as conn:
+            frame = await fetch_history(conn, self._cfg.tickers, need)
+            current = {v.symbol: v for v in await registry.production(conn)}
         report.timings["load_s"] = round(time.perf_counter() - t, 4)
-        if len(frame.index):
-            report.window_start = frame.index[0].to_pydatetime()
-            report.window_end = frame.index[-1].to_pydatetime()
-
-        t = time.perf_counter()
-        model = Model(
-            self._cfg.tickers,
-            self._cfg.x_size,
-            self._cfg.y_size,
-            self._cfg.family,
-            self._cfg.hyperparameters,
-            data_source=FrameTrainingData(frame),
-        )
-        results = await asyncio.to_thread(model.train)
-        report.timings["fit_s"] = round(time.perf_counter() - t, 4)
-
-        t = time.perf_counter()
+        for key in ("backtest_s", "fit_s", "store_s"):
+            report.timings[key] = 0.0
+        report.timings["origins_fitted"] = 0
+        report.timings["origins_reused"] = 0
         for ticker in self._cfg.tickers:
             symbol = metal_for(ticker).symbol
-            result = results[ticker]
-            if not result.ok:
-                await self._record_failure(report, symbol, result.reason or "not trained")
-                continue
-            saved, problem = await asyncio.to_thread(self._save_and_check, result, work)
-            if problem is not None:
-                await self._record_failure(report, symbol, f"artifact check failed: {problem}")
-                continue
-            assert saved is not None
-            report.promoted[symbol] = await self._publish_version(report, symbol, result, saved)
-        report.timings["store_s"] = round(time.perf_counter() - t, 4)
-        if not report.promoted:
+            column = frame[ticker] if ticker in frame.columns else pd.Series(dtype=float)
+            await self._one(report, symbol, ticker, column.dropna(), current.get(symbol), work)
+        ends = [w["end"] for w in report.windows.values() if w.get("end")]
+        starts = [w["start"] for w in report.windows.values() if w.get("start")]
+        report.window_start = min(starts) if starts else None
+        report.window_end = max(ends) if ends else None
+        done = len(report.versions) + len(report.unchanged)
+        if not done:
             report.status = "failed"
             report.error = "no metal trained: " + "; ".join(
                 f"{s}: {r}" for s, r in report.failed.items()
             )
+        elif report.failed:
+            report.status = "partial"
+        elif not report.versions:
+            report.status = "unchanged"
         else:
-            report.status = "succeeded" if not report.failed else "partial"
+            report.status = "succeeded"
+
+    async def _one(
+        self,
+        report: RunReport,
+        symbol: str,
+        ticker: str,
+        observed: pd.Series,
+        champion_info: VersionInfo | None,
+        work: Path,
+    ) -> None:
+        x = self._cfg.x_size
+        values = observed.to_numpy(dtype=float)
+        stamps = [ts.to_pydatetime() for ts in pd.DatetimeIndex(observed.index)]
+        window = values[-x:]
+        win: dict[str, Any] = {
+            "start": stamps[-x] if len(stamps) >= x else (stamps[0] if stamps else None),
+            "end": stamps[-1] if stamps else None,
+        }
+        win["hours"] = span_hours(win["start"], win["end"])
+        win["entries"] = min(len(values), x)
+        report.windows[symbol] = win
+        if len(values) < x:
+            await self._failed(
+                report, symbol, f"too few rows: {len(values)} observed hourly values, need {x}", win
+            )
+            return
+        digest = window_hash(window)
+
+        # 1. backtest the candidates and the champion's configuration on the same origins
+        champion = self._champion(champion_info)
+        scored = list(self.candidates)
+        if champion is not None and champion.key not in {c.key for c in scored}:
+            scored.append(champion)
+        series = Series(values, stamps)
+        t = time.perf_counter()
+        indices = series.origins(x, self._cfg.backtest_origins)
+        since = stamps[indices[0]] if indices else stamps[-1]
+        async with self._pool.acquire() as conn:
+            cache = await store.load_cache(conn, symbol, [c.key for c in scored], since)
+        bt = await asyncio.to_thread(
+            run_backtest,
+            scored,
+            series,
+            origins=self._cfg.backtest_origins,
+            horizon=self._cfg.backtest_horizon,
+            cache=cache,
+        )
+        scores: dict[str, Score] = {}
+        if indices:
+            scores = {
+                c.key: score(
+                    c,
+                    series,
+                    bt.forecasts[c.key],
+                    horizon=self._cfg.backtest_horizon,
+                    select_steps=min(self._cfg.y_size, self._cfg.backtest_horizon),
+                    min_calibration=self._cfg.min_calibration,
+                    calibration_window=self._cfg.backtest_origins,
+                )
+                for c in scored
+            }
+        async with self._pool.acquire() as conn, conn.transaction():
+            await store.save_cache(conn, symbol, bt.new)
+            await store.record_backtests(conn, report.run_id, symbol, scores.values())
+        report.timings["backtest_s"] += round(time.perf_counter() - t, 4)
+        report.timings["origins_fitted"] += bt.fitted
+        report.timings["origins_reused"] += bt.reused
+
+        # 2. champion / challenger (without scores: too little history, the first candidate)
+        async with self._pool.acquire() as conn:
+            pin = await registry.pin(conn, symbol)
+        pinned = None if pin is None else f"{pin.pinned_by} at v{pin.version}"
+        if scores:
+            decision = decide(self.candidates, scores, champion, rules=self._rules, pinned=pinned)
+        else:
+            first = self.candidates[0] if champion is None else champion
+            decision = Decision(
+                "pinned" if pinned else ("first" if champion is None else "refit"),
+                first,
+                first,
+                pinned is None,
+                f"no backtest yet ({len(values)} observed values, the first origin needs "
+                f"{x + 1}): {first.name}" + (f"; pinned by {pinned}" if pinned else ""),
+            )
+        chosen_score = scores.get(decision.chosen.key)
+        detail = {
+            "action": decision.action,
+            "chosen": decision.chosen.name,
+            "best": decision.best.name,
+            "reason": decision.reason,
+            "window_hash": digest,
+            "mase": {s.candidate["name"]: s.summary.get("mase") for s in scores.values()},
+        }
+        report.decisions[symbol] = decision.reason
+
+        # 3. the same configuration on the same window: nothing new
+        async with self._pool.acquire() as conn:
+            existing = await registry.find_fit(conn, symbol, decision.chosen.key, digest)
+        if existing is not None:
+            await self._unchanged(report, symbol, existing, decision, win, detail)
+            return
+
+        # 4. fit, check, upload, record, promote
+        t = time.perf_counter()
+        result = await asyncio.to_thread(
+            fit_series,
+            ticker,
+            observed,
+            x,
+            get_family(decision.chosen.family),
+            dict(decision.chosen.hyperparameters),
+        )
+        report.timings["fit_s"] += round(time.perf_counter() - t, 4)
+        if not result.ok:
+            await self._failed(report, symbol, result.reason or "not trained", win, detail)
+            return
+        t = time.perf_counter()
+        saved, problem = await asyncio.to_thread(self._save_and_check, result, work)
+        if problem is not None or saved is None:
+            await self._failed(report, symbol, f"artifact check failed: {problem}", win, detail)
+            return
+        calibration = dict(chosen_score.calibration) if chosen_score else {}
+        if calibration:
+            calibration["scale"] = window_scale(window)
+        await self._publish_version(
+            report,
+            symbol,
+            decision,
+            result,
+            saved,
+            digest,
+            chosen_score,
+            calibration,
+            win,
+            detail,
+        )
+        report.timings["store_s"] += round(time.perf_counter() - t, 4)
+
+    def _champion(self, info: VersionInfo | None) -> Candidate | None:
+        if info is None:
+            return None
+        for cand in self.candidates:
+            if info.candidate_key == cand.key:
+                return cand
+        try:  # a configuration no longer among the candidates still defends its place
+            family = get_family(info.family)
+            return Candidate(
+                info.candidate or info.family,
+                family.name,
+                family.resolve(info.hyperparameters),
+                info.n_observations,
+            )
+        except ValueError:
+            return None
 
     @staticmethod
     def _save_and_check(result: FitResult, work: Path) -> tuple[SavedArtifact | None, str | None]:
@@ -160,8 +380,18 @@ class TrainingRunner:
         return saved, check_artifact(saved.path, expected_sha256=saved.sha256)
 
     async def _publish_version(
-        self, report: RunReport, symbol: str, result: FitResult, saved: SavedArtifact
-    ) -> int:
+        self,
+        report: RunReport,
+        symbol: str,
+        decision: Decision,
+        result: FitResult,
+        saved: SavedArtifact,
+        digest: str,
+        chosen_score: Score | None,
+        calibration: dict[str, Any],
+        win: dict[str, Any],
+        detail: dict[str, Any],
+    ) -> None:
         bucket = self._settings.s3.models_bucket
         async with self._pool.acquire() as conn, conn.transaction():
             # One writer per symbol at a time: versions are numbered without gaps.
@@ -193,71 +423,107 @@ class TrainingRunner:
                 artifact_uri=f"s3://{bucket}/{key}",
                 sha256=saved.sha256,
                 size_bytes=saved.size_bytes,
+                candidate=decision.chosen.name,
+                candidate_key=decision.chosen.key,
+                window_hash=digest,
+                window_hours=result.window_hours,
+                backtest=_plain(chosen_score.as_json()) if chosen_score else {},
+                calibration=_plain(calibration),
+                decision=decision.reason,
             )
-            await registry.move_pointer(
+            move = None
+            if decision.move_pointer:
+                move = await registry.move_pointer(
+                    conn,
+                    symbol,
+                    version_id,
+                    action="promote",
+                    by="trainer",
+                    note=f"run {report.run_id}: {decision.reason}",
+                    respect_pin=True,
+                )
+            status = "promoted" if move is not None else "pinned"
+            reason = decision.reason
+            if decision.move_pointer and move is None:
+                reason = f"pinned meanwhile: recorded, not promoted ({decision.reason})"
+            await store.record_result(
                 conn,
+                report.run_id,
                 symbol,
-                version_id,
-                action="promote",
-                by="trainer",
-                note=f"run {report.run_id}",
+                status,
+                reason=reason,
+                version_id=version_id,
+                window=win,
+                decision=detail,
             )
-            await _record_result(conn, report.run_id, symbol, "promoted", version_id=version_id)
-        return version
+        report.versions[symbol] = version
+        if move is not None:
+            report.promoted[symbol] = version
+            report.moves.append(move)
 
-    async def _record_failure(self, report: RunReport, symbol: str, reason: str) -> None:
+    async def _unchanged(
+        self,
+        report: RunReport,
+        symbol: str,
+        existing: VersionInfo,
+        decision: Decision,
+        win: dict[str, Any],
+        detail: dict[str, Any],
+    ) -> None:
+        reason = f"v{existing.version} already fits this window with {decision.chosen.name}"
+        async with self._pool.acquire() as conn, conn.transaction():
+            move = None
+            if decision.move_pointer and not existing.in_production:
+                move = await registry.move_pointer(
+                    conn,
+                    symbol,
+                    existing.id,
+                    action="promote",
+                    by="trainer",
+                    note=f"run {report.run_id}: {decision.reason}",
+                    respect_pin=True,
+                )
+            await store.record_result(
+                conn,
+                report.run_id,
+                symbol,
+                "unchanged",
+                reason=reason,
+                version_id=existing.id,
+                window=win,
+                decision=detail,
+            )
+        report.unchanged.append(symbol)
+        if move is not None:
+            report.promoted[symbol] = existing.version
+            report.moves.append(move)
+
+    async def _failed(
+        self,
+        report: RunReport,
+        symbol: str,
+        reason: str,
+        win: dict[str, Any],
+        detail: dict[str, Any] | None = None,
+    ) -> None:
         log.warning("run %s: %s not trained: %s", report.run_id, symbol, reason)
         report.failed[symbol] = reason
         async with self._pool.acquire() as conn:
-            await _record_result(conn, report.run_id, symbol, "failed", reason=reason)
-
-    async def _finish(self, report: RunReport) -> None:
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                """
-                UPDATE ml.training_runs
-                SET status = $2, error = $3, window_start = $4, window_end = $5,
-                    finished_at = now(), timings = $6::jsonb
-                WHERE id = $1
-                """,
-                report.run_id,
-                report.status,
-                report.error,
-                report.window_start,
-                report.window_end,
-                json.dumps(report.timings),
+            await store.record_result(
+                conn, report.run_id, symbol, "failed", reason=reason, window=win, decision=detail
             )
 
-
-async def _record_result(
-    conn: asyncpg.Connection,
-    run_id: int,
-    symbol: str,
-    status: str,
-    *,
-    reason: str | None = None,
-    version_id: int | None = None,
-) -> None:
-    """What a run did for one symbol: ``promoted`` (with its version) or ``failed`` (why)."""
-    await conn.execute(
-        """
-        INSERT INTO ml.training_results (run_id, symbol, status, reason, model_version_id)
-        VALUES ($1, $2, $3, $4, $5)
-        """,
-        run_id,
-        symbol,
-        status,
-        reason,
-        version_id,
-    )
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe copy: non-finite floats (NaN, infinities) become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+    async def _retention(self) -> None:
+        hours = self._cfg.retention_hours
+        if hours <= 0:
+            return
+        try:
+            async with self._pool.acquire() as conn:
+                deleted = await registry.retention(
+                    conn, self._s3, timedelta(hours=hours).total_seconds()
+                )
+        except Exception:  # retention is housekeeping: never fail a run for it
+            log.exception("retention failed")
+            return
+        if deleted:
+            log.info("retention deleted %d version(s): %s", len(deleted), deleted)

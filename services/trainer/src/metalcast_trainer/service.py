@@ -9,7 +9,16 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from metalcast_core import BATCH_LOADED, MODELS_TRAINED, BatchLoaded, DecodeError, ModelsTrained
+from metalcast_core import (
+    BATCH_LOADED,
+    MODELS_TRAINED,
+    PRODUCTION_CHANGED,
+    BatchLoaded,
+    DecodeError,
+    KafkaSettings,
+    ModelsTrained,
+)
+from metalcast_models.registry import PointerMove
 from metalcast_trainer.config import TrainerSettings
 from metalcast_trainer.runner import RunReport, TrainingRunner
 
@@ -28,7 +37,6 @@ class Trainer:
         self._consumer = consumer
         self._producer = producer
         self._runner = runner
-        self._trained_topic = settings.kafka.topic_name(MODELS_TRAINED)
         self.runs: list[RunReport] = []
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -49,6 +57,11 @@ class Trainer:
             await self._consumer.commit()
             return None
         newest = max(events, key=lambda e: e.loaded_at)
+        skip = await self._runner.wants(events)
+        if skip is not None:
+            log.info("%d batch-loaded event(s) need no training: %s", len(events), skip)
+            await self._consumer.commit()
+            return None
         report = await self._runner.run("batch-loaded", newest.batch_id, len(events))
         # Offsets move after the run is recorded: a crash mid-run trains again on restart.
         await self._consumer.commit()
@@ -56,24 +69,42 @@ class Trainer:
         return report
 
     async def publish(self, report: RunReport, batch: BatchLoaded | None = None) -> None:
-        await publish_report(self._producer, self._trained_topic, report, batch)
+        await publish_report(self._producer, self._settings.kafka, report, batch)
         self.runs.append(report)
 
 
 async def publish_report(
-    producer: AIOKafkaProducer, topic: str, report: RunReport, batch: BatchLoaded | None
+    producer: AIOKafkaProducer, kafka: KafkaSettings, report: RunReport, batch: BatchLoaded | None
 ) -> None:
-    """Publish ``models.trained.v1`` for a recorded run (key: the run id)."""
+    """Publish ``models.production.v1`` for every pointer the run moved, then
+    ``models.trained.v1`` for the recorded run (key: the run id)."""
+    await publish_moves(producer, kafka, report.moves)
     event = ModelsTrained(
         run_id=report.run_id,
         trigger_batch_id=batch.batch_id if batch else None,
-        versions=report.promoted,
+        versions=report.versions,
         promoted=sorted(report.promoted),
         failed=report.failed,
+        status=report.status,
+        decisions=report.decisions,
     )
     await producer.send_and_wait(
-        topic, MODELS_TRAINED.encode(event), key=str(report.run_id).encode()
+        kafka.topic_name(MODELS_TRAINED),
+        MODELS_TRAINED.encode(event),
+        key=str(report.run_id).encode(),
     )
+
+
+async def publish_moves(
+    producer: AIOKafkaProducer, kafka: KafkaSettings, moves: Sequence[PointerMove]
+) -> None:
+    """``models.production.v1`` for each pointer move (key: the symbol)."""
+    for move in moves:
+        await producer.send_and_wait(
+            kafka.topic_name(PRODUCTION_CHANGED),
+            PRODUCTION_CHANGED.encode(move.event()),
+            key=move.symbol.encode(),
+        )
 
 
 def _decode(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[BatchLoaded]:
