@@ -67,3 +67,13 @@ def test_failed_training_can_be_ignored() -> None:
     figures = _healthy()
     figures.last_training = {"id": 1, "status": "failed"}
     assert evaluate(figures, CFG.model_copy(update={"fail_on_failed_training": False})) == []
+
+
+def test_a_run_left_running_too_long_is_reported_as_stuck() -> None:
+    figures = _healthy()
+    figures.running_runs = [
+        {"id": 7, "started_at": NOW - timedelta(minutes=95)},
+        {"id": 8, "started_at": NOW - timedelta(minutes=2)},
+    ]
+    [problem] = evaluate(figures, CFG.model_copy(update={"max_run_minutes": 30}))
+    assert problem.startswith("training run #7 is stuck: running for 95 min")

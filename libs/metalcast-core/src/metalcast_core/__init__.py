@@ -10,7 +10,13 @@ from metalcast_core._events import (
     ProductionChanged,
     utcnow,
 )
-from metalcast_core._kafka import ensure_topics, make_consumer, make_producer, wait_for_kafka
+from metalcast_core._kafka import (
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    publish_once,
+    wait_for_kafka,
+)
 from metalcast_core._lifecycle import run_until_signal
 from metalcast_core._logging import configure_logging
 from metalcast_core._settings import (
@@ -75,6 +81,7 @@ __all__ = [
     "metal_for",
     "migrate",
     "migration_files",
+    "publish_once",
     "run_until_signal",
     "tick_problem",
     "utcnow",

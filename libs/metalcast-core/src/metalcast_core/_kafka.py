@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from metalcast_core._settings import KafkaSettings
-from metalcast_core._topics import ALL_TOPICS, TICKS
+from metalcast_core._topics import ALL_TOPICS, TICKS, Topic
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +86,21 @@ async def wait_for_kafka(settings: KafkaSettings, timeout_s: float = 60.0) -> No
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+async def publish_once(
+    settings: KafkaSettings, topic: Topic[Any], items: Sequence[tuple[str, Any]]
+) -> None:
+    """Publish ``(key, event)`` pairs on ``topic`` with a short-lived producer (for command
+    lines and one-off tasks; services keep their own producer)."""
+    if not items:
+        return
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for key, event in items:
+            await producer.send_and_wait(
+                settings.topic_name(topic), topic.encode(event), key=key.encode()
+            )
+    finally:
+        await producer.stop()

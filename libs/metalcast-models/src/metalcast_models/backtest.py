@@ -432,16 +432,29 @@ def _summary(rows: Sequence[Mapping[str, float | int | None]]) -> dict[str, floa
     for key in keys:
         values = [float(v) for r in rows if (v := r.get(key)) is not None]
         out[key] = float(np.mean(values)) if values else None
+    for level in LEVELS:
+        counts = [int(v) for r in rows if (v := r.get(f"scored_{_label(level)}")) is not None]
+        out[f"scored_{_label(level)}"] = min(counts) if counts else 0
     out["coverage_error"] = coverage_error(out)
+    out["coverage_excess"] = coverage_error(out, beyond_noise=True)
     return out
 
 
-def coverage_error(summary: Mapping[str, Any]) -> float | None:
-    """The larger distance of the 80% and 95% coverage from nominal."""
-    c80, c95 = summary.get("coverage_80"), summary.get("coverage_95")
-    if c80 is None or c95 is None:
-        return None
-    return max(abs(float(c80) - 0.8), abs(float(c95) - 0.95))
+def coverage_error(summary: Mapping[str, Any], *, beyond_noise: bool = False) -> float | None:
+    """The larger distance of the 80% and 95% coverage from nominal; ``beyond_noise``: less
+    what sampling explains (1.96 binomial standard errors for the origins scored)."""
+    worst = 0.0
+    for level in LEVELS:
+        cov = summary.get(f"coverage_{_label(level)}")
+        if cov is None:
+            return None
+        distance = abs(float(cov) - level)
+        if beyond_noise:
+            n = int(summary.get(f"scored_{_label(level)}") or 0)
+            noise = 1.96 * math.sqrt(level * (1 - level) / n) if n else math.inf
+            distance = max(0.0, distance - noise)
+        worst = max(worst, distance)
+    return worst
 
 
 # --- champion / challenger -------------------------------------------------------------
@@ -463,8 +476,8 @@ class Decision:
 @dataclass(frozen=True)
 class Rules:
     margin: float = 0.01  # a challenger's MASE must be at least this much lower (relative)
-    # and its coverage no further from nominal than the champion's, or within this tolerance
-    # (calibrated intervals all sit near nominal; their sampling noise is ~2 points at 95%)
+    # and its coverage no further from nominal than the champion's, or within this
+    # tolerance, both beyond sampling noise (``coverage_excess``)
     coverage_tolerance: float = 0.03
     baseline: str | None = "naive"  # preferred unless beaten by the margin
 
@@ -477,8 +490,8 @@ def _mase(scores: Mapping[str, Score], c: Candidate) -> float:
 def _beats(scores: Mapping[str, Score], a: Candidate, b: Candidate, rules: Rules) -> bool:
     if _mase(scores, a) > (1 - rules.margin) * _mase(scores, b):
         return False
-    ea = scores[a.key].summary.get("coverage_error")
-    eb = scores[b.key].summary.get("coverage_error")
+    ea = scores[a.key].summary.get("coverage_excess")
+    eb = scores[b.key].summary.get("coverage_excess")
     if ea is None or eb is None:
         return eb is None
     return float(ea) <= max(float(eb), rules.coverage_tolerance) + 1e-12
@@ -497,7 +510,8 @@ def decide(
     if not candidates:
         raise ValueError("no candidates")
     ranked = sorted(candidates, key=lambda c: _mase(scores, c))
-    best = ranked[0]
+    best = ranked[0]  # the best challenger
+    chosen = best  # what champion/challenger would serve
     note = ""
     base = next((c for c in candidates if c.name == rules.baseline), None)
     if base is not None and best.key != base.key and not _beats(scores, best, base, rules):
@@ -505,14 +519,14 @@ def decide(
             f" ({best.name} MASE {_mase(scores, best):.4g} does not beat "
             f"{base.name} {_mase(scores, base):.4g} by the margin)"
         )
-        best = base
+        chosen = base
     if champion is None:
         decision = Decision(
             "first",
-            best,
+            chosen,
             best,
             True,
-            f"first model: {best.name} MASE {_mase(scores, best):.4g}{note}",
+            f"first model: {chosen.name} MASE {_mase(scores, chosen):.4g}{note}",
         )
     elif best.key == champion.key:
         decision = Decision(
@@ -521,15 +535,15 @@ def decide(
             best,
             True,
             f"refit champion {champion.name} (MASE {_mase(scores, champion):.4g}, "
-            f"best of {len(candidates)}){note}",
+            f"best of {len(candidates)})",
         )
-    elif _beats(scores, best, champion, rules):
+    elif chosen.key != champion.key and _beats(scores, chosen, champion, rules):
         decision = Decision(
             "promote",
-            best,
+            chosen,
             best,
             True,
-            f"challenger {best.name} MASE {_mase(scores, best):.4g} beats champion "
+            f"challenger {chosen.name} MASE {_mase(scores, chosen):.4g} beats champion "
             f"{champion.name} {_mase(scores, champion):.4g} by the margin{note}",
         )
     else:
@@ -539,7 +553,8 @@ def decide(
             best,
             True,
             f"kept {champion.name}: challenger {best.name} MASE {_mase(scores, best):.4g} "
-            f"vs champion {_mase(scores, champion):.4g}{note}",
+            f"vs champion {_mase(scores, champion):.4g}"
+            + ("" if note else " (not better by the margin, or worse coverage)"),
         )
     if pinned is not None:
         return Decision(

@@ -62,6 +62,8 @@ class WatchSection(BaseModel):
     max_trainer_lag: int = Field(default=10, ge=0)
     # Whether a last training run that failed fails the watch.
     fail_on_failed_training: bool = True
+    # A training run still 'running' after this long is stuck (its trainer died or hangs).
+    max_run_minutes: float = Field(default=30.0, gt=0)
     # Whether the dead-letter topic growing since the previous watch run fails the watch.
     fail_on_dlq_growth: bool = True
 

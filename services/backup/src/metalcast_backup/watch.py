@@ -50,6 +50,7 @@ class Figures:
     checked_at: datetime
     newest_tick: dict[str, datetime | None] = field(default_factory=dict)
     last_training: dict[str, Any] | None = None
+    running_runs: list[dict[str, Any]] = field(default_factory=list)
     sink_lag: int | None = None
     trainer_lag: int | None = None
     dlq_end: int | None = None
@@ -79,6 +80,14 @@ def evaluate(figures: Figures, cfg: WatchSection) -> list[str]:
             f"the last training run (#{run.get('id')}, started {run.get('started_at')}) failed: "
             f"{run.get('error') or 'no error recorded'}"
         )
+    for running in figures.running_runs:
+        started = running["started_at"]
+        age_min = (figures.checked_at - started).total_seconds() / 60
+        if age_min > cfg.max_run_minutes:
+            problems.append(
+                f"training run #{running['id']} is stuck: running for {age_min:.0f} min "
+                f"(since {started:%Y-%m-%d %H:%M} UTC; threshold {cfg.max_run_minutes:.0f} min)"
+            )
     if figures.sink_lag is not None and figures.sink_lag > cfg.max_sink_lag:
         problems.append(
             f"the sink ({cfg.sink_group}) lags {figures.sink_lag} messages on {TICKS.name} "
@@ -125,6 +134,13 @@ async def _last_training(conn: asyncpg.Connection) -> dict[str, Any] | None:
         "ORDER BY started_at DESC, id DESC LIMIT 1"
     )
     return dict(row) if row is not None else None
+
+
+async def _running_runs(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT id, started_at FROM ml.training_runs WHERE status = 'running' ORDER BY id"
+    )
+    return [dict(r) for r in rows]
 
 
 async def _end_offsets(
@@ -197,6 +213,10 @@ async def observe(settings: BackupSettings, conn: asyncpg.Connection) -> Figures
         figures.last_training = await _last_training(conn)
     except Exception as exc:
         figures.errors.append(f"cannot read the last training run: {exc}")
+    try:
+        figures.running_runs = await _running_runs(conn)
+    except Exception as exc:
+        figures.errors.append(f"cannot read the running training runs: {exc}")
     for attr, group, topic in (
         ("sink_lag", cfg.sink_group, kafka.topic_name(TICKS)),
         ("trainer_lag", cfg.trainer_group, kafka.topic_name(BATCH_LOADED)),
