@@ -75,11 +75,14 @@ async def _flow(hours: int) -> None:
 
     await _report(settings.postgres.url)
 
-    t = _step("training one model per metal (sktime ARIMA(1,1,0) with intercept)")
+    t = _step(
+        "training one model per metal: every candidate backtested (the data scientists' "
+        "ARIMA(1,1,0)+c, naive, drift, theta, ses), champion/challenger"
+    )
     report = await train_once(TrainerSettings())
     _done(t, f"run {report.run_id} {report.status}")
     for symbol, version in sorted(report.promoted.items()):
-        typer.echo(f"    {symbol}: version {version} in production")
+        typer.echo(f"    {symbol}: version {version} in production: {report.decisions[symbol]}")
     for symbol, reason in sorted(report.failed.items()):
         typer.echo(f"    {symbol}: not trained: {reason}")
 

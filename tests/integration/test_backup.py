@@ -255,17 +255,21 @@ async def test_restore_drill(
     client = make_s3_client(s3_settings)
     end = ingestor.current_hour() + timedelta(hours=1)
     ingest = IngestorSettings(postgres=pg_settings, kafka=kafka_settings)
-    published = await ingestor.backfill(ingest, "simulated", end - timedelta(hours=48), end)
-    assert published["published"] > 0
-    await run_sink(sink_settings(pg_settings, kafka_settings), until_idle=True)
     trainer = TrainerSettings(
         postgres=pg_settings,
         kafka=kafka_settings,
         s3=s3_settings,
         trainer=TrainerSection(work_dir=tmp_path),
     )
-    for _ in range(2):
+    published = {"published": 0}
+    # Two loads, each followed by a run: each run sees a new hour, so makes new versions.
+    last_hour = end - timedelta(hours=1)
+    for start, stop in ((end - timedelta(hours=48), last_hour), (last_hour, end)):
+        stats = await ingestor.backfill(ingest, "simulated", start, stop)
+        published["published"] += stats["published"]
+        await run_sink(sink_settings(pg_settings, kafka_settings), until_idle=True)
         assert (await train_once(trainer)).status == "succeeded"
+    assert published["published"] > 0
     files = model_files(client, s3_settings.models_bucket)
     assert len(files) == 2 * len(METALS)
 

@@ -23,7 +23,7 @@ from metalcast_models.fitting import FitResult, fit_frame, normalise_frame, wind
 from metalcast_models.forecast import predict_with_intervals
 from metalcast_models.metrics import insample_metrics
 from metalcast_models.model import Model
-from metalcast_models.parallel import FitPool, fit_many
+from metalcast_models.parallel import FitPool, fit_many, single_threaded_blas
 
 __all__ = [
     "FAMILIES",
@@ -49,5 +49,6 @@ __all__ = [
     "register_family",
     "save_forecaster",
     "sha256_of",
+    "single_threaded_blas",
     "window_problem",
 ]

@@ -18,6 +18,7 @@ from metalcast_core import (
     make_producer,
     make_s3_client,
 )
+from metalcast_models import single_threaded_blas
 from metalcast_trainer.config import TrainerSettings
 from metalcast_trainer.runner import RunReport, TrainingRunner
 from metalcast_trainer.service import Trainer, publish_report
@@ -33,10 +34,11 @@ async def _runner(
     pool = await create_pool(settings.postgres)
     producer = make_producer(settings.kafka)
     try:
-        await producer.start()
-        runner = TrainingRunner(settings, pool, s3)
-        await runner.close_interrupted()
-        yield runner, producer
+        with single_threaded_blas():  # many tiny fits: one BLAS thread each
+            await producer.start()
+            runner = TrainingRunner(settings, pool, s3)
+            await runner.close_interrupted()
+            yield runner, producer
     finally:
         await producer.stop()
         await pool.close()

@@ -284,6 +284,13 @@ class TrainingRunner:
             await store.save_cache(conn, symbol, bt.new)
             await store.record_backtests(conn, report.run_id, symbol, scores.values())
         report.timings["backtest_s"] += round(time.perf_counter() - t, 4)
+        log.info(
+            "%s backtest: %d origin forecasts fitted, %d reused, in %.2f s",
+            symbol,
+            bt.fitted,
+            bt.reused,
+            time.perf_counter() - t,
+        )
         report.timings["origins_fitted"] += bt.fitted
         report.timings["origins_reused"] += bt.reused
 
