@@ -14,17 +14,12 @@ import httpx
 import pytest
 
 from metalcast_core import METAL_SYMBOLS, PriceTick
+from metalcast_models.backtest import INTERVAL_METHOD
 from tests.e2e.api.conftest import API_KEY, HISTORY_HOURS, World, api_settings, isolated
 from tests.support import publisher
 
 pytestmark = pytest.mark.e2e
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-async def client(world: World) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=world.url, timeout=30) as c:
-        yield c
 
 
 def _ts(value: str) -> datetime:
@@ -98,30 +93,51 @@ async def test_models_production_versions_and_training_runs(
 ) -> None:
     production = (await client.get("/v1/models/production")).json()
     assert [m["symbol"] for m in production] == sorted(METAL_SYMBOLS)
-    assert all(m["version"] == 2 and m["family"] == "arima" for m in production)
-    assert all(m["promoted_by"] and m["in_production"] for m in production)
+    for m in production:
+        assert m["version"] == 2
+        assert m["candidate"] in {"arima", "naive"}
+        assert m["family"] == m["candidate"]
+        assert m["promoted_by"] in {"trainer", "api"}  # "api": another test rolled back
+        assert m["in_production"]
+        assert m["ever_production"]
+        assert not m["pinned"]
+        assert m["pinned_at"] is m["pinned_by"] is m["pin_reason"] is None
 
     versions = (await client.get("/v1/models/XAU/versions")).json()
     assert [v["version"] for v in versions] == [2, 1]
-    assert [v["family"] for v in versions] == ["arima", "naive"]
-    v2 = versions[0]
+    v2, v1 = versions
+    assert (v1["family"], v1["candidate"]) == ("arima", "arima")
+    assert v1["decision"].startswith("first model: arima MASE")
     assert v2["hyperparameters"]
     assert v2["fitted_params"]
     assert v2["metrics"]
     assert _ts(v2["window_end"]) == world.end - HOUR
+    assert _ts(v1["window_end"]) == world.end - 2 * HOUR
     one = (await client.get("/v1/models/XAU/versions/1")).json()
-    assert one == versions[1]
+    assert one == v1
     assert (await client.get("/v1/models/XAU/production")).json()["version"] == 2
 
     runs = (await client.get("/v1/models/training-runs", params={"limit": 5})).json()
-    assert len(runs) >= 2
-    first = runs[-1]
-    assert first["status"] == "succeeded"
+    assert len(runs) == 2
+    second, first = runs
+    assert first["status"] == second["status"] == "succeeded"
     assert first["error"] is None
+    assert first["family"] == "arima"
+    assert second["family"] == "arima,naive"
+    assert [c["name"] for c in second["candidates"]] == ["arima", "naive"]
     assert sorted(x["symbol"] for x in first["results"]) == sorted(METAL_SYMBOLS)
-    assert all(x["status"] == "promoted" and x["version"] == 1 for x in first["results"])
+    for x in first["results"]:
+        assert (x["status"], x["version"], x["decision"]["action"]) == ("promoted", 1, "first")
+        assert x["window_hours"] == 12
+    for x in second["results"]:
+        assert (x["status"], x["version"]) == ("promoted", 2)
+        assert x["decision"]["action"] in {"refit", "promote", "keep"}
+        assert set(x["decision"]["mase"]) == {"arima", "naive"}
+        assert _ts(x["window_end"]) == world.end - HOUR
     failed = (await client.get("/v1/models/training-runs", params={"status": "failed"})).json()
     assert failed == []
+    none = (await client.get("/v1/models/training-runs", params={"status": "unchanged"})).json()
+    assert none == []
 
 
 async def test_model_file_download_streamed_and_presigned(
@@ -150,6 +166,8 @@ async def test_forecast_for_a_horizon(client: httpx.AsyncClient, world: World) -
     assert _ts(body["last_observation"]) == cutoff
     assert body["stale_hours"] == 0
     assert [_ts(s["ts"]) for s in body["steps"]] == [cutoff + k * HOUR for k in range(1, 25)]
+    assert body["interval_method"] == INTERVAL_METHOD  # v2 has a calibration
+    assert set(body["interval_coverage"]) == {"80", "95"}
     for s in body["steps"]:
         assert s["lower_95"] <= s["lower_80"] <= s["point"] <= s["upper_80"] <= s["upper_95"]
         assert all(math.isfinite(s[k]) for k in s if k != "ts")
@@ -229,6 +247,13 @@ async def test_no_model_yet_answers_409_and_404(stack: object, pg_template: str)
                 r = await c.post("/v1/models/XAG/rollback", headers={"X-API-Key": API_KEY}, json={})
                 assert r.status_code == 409
                 assert "no model versions" in r.json()["detail"]
+                r = await c.post("/v1/models/XAG/unpin", headers={"X-API-Key": API_KEY})
+                assert r.status_code == 409
+                assert r.json()["detail"] == "unpin refused: XAG has no production version"
+                r = await c.get("/v1/models/XAG/backtest")
+                assert r.status_code == 404
+                assert "no backtest of XAG yet" in r.json()["detail"]
+                assert (await c.get("/v1/models/XAG/history")).json() == []
 
 
 async def test_rollback_needs_the_key_and_changes_what_the_forecast_uses(
@@ -236,6 +261,7 @@ async def test_rollback_needs_the_key_and_changes_what_the_forecast_uses(
 ) -> None:
     before = (await client.get("/v1/forecasts/XAG", params={"horizon": 6})).json()
     assert before["model"]["version"] == 2
+    v1 = (await client.get("/v1/models/XAG/versions/1")).json()
 
     r = await client.post("/v1/models/XAG/rollback", json={"to_version": 1})
     assert r.status_code == 401
@@ -257,15 +283,19 @@ async def test_rollback_needs_the_key_and_changes_what_the_forecast_uses(
         assert r.status_code == 200, r.text
         move = r.json()
         assert (move["from_version"], move["to_version"], move["action"]) == (2, 1, "rollback")
+        assert (move["pinned"], move["published"]) == (True, True)
+        assert move["reason"] == "rollback to v1"  # none given
         after = (await client.get("/v1/forecasts/XAG", params={"horizon": 6})).json()
         assert after["model"]["version"] == 1
-        assert after["model"]["family"] == "naive"
+        assert after["model"]["family"] == v1["family"]
         assert [s["point"] for s in after["steps"]] != [s["point"] for s in before["steps"]]
         assert (await client.get("/v1/models/XAG/production")).json()["version"] == 1
     finally:
         r = await client.post(
             "/v1/models/XAG/rollback", json={"to_version": 2}, headers={"X-API-Key": API_KEY}
         )
+        assert r.status_code == 200, r.text
+        r = await client.post("/v1/models/XAG/unpin", headers={"X-API-Key": API_KEY})
         assert r.status_code == 200, r.text
     restored = (await client.get("/v1/forecasts/XAG", params={"horizon": 6})).json()
     assert restored["steps"] == before["steps"]
@@ -348,5 +378,22 @@ async def test_openapi_is_complete_with_examples(client: httpx.AsyncClient) -> N
         for method, op in ops.items():
             assert op.get("summary"), f"{method} {path} has no summary"
     schemas = spec["components"]["schemas"]
-    for name in ("ForecastRead", "LatestPriceRead", "VersionRead", "TrainingRunRead", "ReadyRead"):
+    for name in (
+        "ForecastRead",
+        "LatestPriceRead",
+        "VersionRead",
+        "ProductionRead",
+        "TrainingRunRead",
+        "BacktestRead",
+        "PointerEventRead",
+        "PointerMoveRead",
+        "ReadyRead",
+    ):
         assert schemas[name].get("examples"), f"{name} has no example"
+    forecast = schemas["ForecastRead"]["properties"]
+    for name in ("interval_method", "interval_coverage"):
+        assert forecast[name].get("examples"), f"ForecastRead.{name} has no example"
+        assert forecast[name].get("description")
+    for path in ("/v1/models/{symbol}/backtest", "/v1/models/{symbol}/history"):
+        assert "get" in paths[path]
+    assert "post" in paths["/v1/models/{symbol}/unpin"]

@@ -1,8 +1,11 @@
 """The dashboard in headless Chromium (Debian's ``chromium``): the page loads, every metal's
-chart renders with history and forecast data, and a screenshot is saved for people to see."""
+chart renders with history and forecast data, every metal's production-model panel shows
+the API's figures, and a screenshot is saved for people to see."""
 
 from __future__ import annotations
 
+import html
+import math
 import re
 import shutil
 import subprocess
@@ -73,11 +76,41 @@ def test_dashboard_renders_charts_with_data_in_chromium(world: World) -> None:
         assert points >= HISTORY_HOURS - 1, (symbol, points)
         assert steps == 24, (symbol, steps)
     assert dom.count("<canvas") >= len(METAL_SYMBOLS)  # uPlot draws on a canvas per chart
-    assert "model: <b>v2</b> arima" in dom
+    assert re.search(r"model: <b>v2</b> (arima|naive) ", dom)
+    assert "intervals: calibrated" in dom
     assert "no training runs yet" not in dom
+    production = {m["symbol"]: m for m in httpx.get(f"{world.url}/v1/models/production").json()}
+    for symbol in METAL_SYMBOLS:
+        _check_production_panel(dom, production[symbol])
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     SCREENSHOT.unlink(missing_ok=True)
     _run([f"--screenshot={SCREENSHOT}", f"{world.url}/?live=0"])
     assert SCREENSHOT.is_file()
     assert SCREENSHOT.stat().st_size > 20_000  # a blank page is a few kB
+
+
+def _pct(value: float) -> str:
+    return f"{math.floor(value * 100 + 0.5)}%"  # JavaScript's Math.round
+
+
+def _check_production_panel(dom: str, model: dict[str, object]) -> None:
+    """The metal's panel: candidate, version, pin, window span, backtest figures."""
+    symbol = model["symbol"]
+    card = re.search(rf'<article class="metal" id="metal-{symbol}".*?</article>', dom, re.S)
+    assert card, f"no card for {symbol}"
+    panel = re.search(r'<dl class="trust"[^>]*>.*?</dl>', card.group(0), re.S)
+    assert panel, f"no production panel for {symbol}"
+    tag = panel.group(0).split(">", 1)[0]
+    assert 'data-version="2"' in tag, tag
+    assert f'data-candidate="{model["candidate"]}"' in tag, tag
+    assert 'data-pinned="false"' in tag, tag
+    text = html.unescape(re.sub(r"<[^>]+>", " ", panel.group(0)))
+    text = " ".join(text.split())
+    summary = model["backtest"]["summary"]  # type: ignore[index]
+    window = f"{str(model['window_start'])[:10]} {str(model['window_start'])[11:16]}"
+    assert f"v2 {model['candidate']} auto" in text, text
+    assert window in text, (window, text)
+    assert f"({model['window_hours']} h, {model['n_observations']} values)" in text, text
+    assert f"{summary['mase']:.3f} · {summary['mae_ratio']:.2f}\u00d7 naive" in text, text
+    assert f"{_pct(summary['coverage_80'])} · {_pct(summary['coverage_95'])}" in text, text

@@ -1,5 +1,6 @@
 """The composition root: ``create_app(settings)`` builds the app; its lifespan owns the
-PostgreSQL pool, the S3 client, the forecast cache and the Kafka consumer of the stream."""
+PostgreSQL pool, the S3 client, the forecast cache, the Kafka consumer of the stream and the
+producer of ``models.production.v1``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from metalcast_api.config import ApiSettings
 from metalcast_api.dashboard.views import STATIC_DIR
 from metalcast_api.dashboard.views import router as dashboard_router
+from metalcast_api.events import ProductionEvents
 from metalcast_api.forecasts.cache import ForecastCache
 from metalcast_api.forecasts.views import router as forecasts_router
 from metalcast_api.metrics import ApiMetrics, MetricsMiddleware
@@ -25,7 +27,7 @@ from metalcast_api.prices.views import router as prices_router
 from metalcast_api.state import ApiState
 from metalcast_api.stream.hub import EventHub
 from metalcast_api.stream.views import router as stream_router
-from metalcast_core import ModelsTrained, create_pool, make_s3_client
+from metalcast_core import ModelsTrained, ProductionChanged, create_pool, make_s3_client
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ forecasts. JSON under `/v1`; `/healthz`, `/readyz` and `/metrics` for operations
 stream of prices as Server-Sent Events; the dashboard at `/`.
 
 Errors answer `{"detail": "<reason>"}`, except 422 (`{"detail": [{"loc", "msg", "type"}]}`).
-Rollback needs the API key (`X-API-Key`).
+Rollback and unpin need the API key (`X-API-Key`).
 """
 
 # How long start-up waits for the stream's Kafka consumer before serving without it
@@ -51,6 +53,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.postgres)
         tasks: list[asyncio.Task[None]] = []
+        events = ProductionEvents(settings.kafka, settings.api.publish_timeout_s)
         try:
             s3 = make_s3_client(settings.s3)
             forecasts = ForecastCache(
@@ -62,7 +65,24 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 loaded = await forecasts.refresh()
                 log.info("models.trained.v1 run %d: preloaded %s", event.run_id, loaded or "-")
 
-            hub = EventHub(settings.kafka, metrics, settings.api.stream_buffer, on_models_trained)
+            async def on_production_changed(event: ProductionChanged) -> None:
+                forecasts.pointers.invalidate()
+                loaded = await forecasts.refresh()
+                log.info(
+                    "models.production.v1 %s %s v%d: preloaded %s",
+                    event.action,
+                    event.symbol,
+                    event.to_version,
+                    loaded or "-",
+                )
+
+            hub = EventHub(
+                settings.kafka,
+                metrics,
+                settings.api.stream_buffer,
+                on_models_trained,
+                on_production_changed,
+            )
             app.state.api = ApiState(
                 settings=settings,
                 pool=pool,
@@ -71,6 +91,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 forecasts=forecasts,
                 hub=hub,
                 latest=LatestCache(settings.api.latest_cache_s),
+                events=events,
             )
             tasks.append(asyncio.create_task(hub.run(), name="stream-consumer"))
             tasks.append(
@@ -87,6 +108,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await events.stop()
             await pool.close()
 
     app = FastAPI(

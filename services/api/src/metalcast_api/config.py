@@ -14,8 +14,8 @@ PLACEHOLDER_KEYS = frozenset({"", "changethis", "changeme", "password", "secret"
 class ApiSection(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    # Needed for POST /v1/models/{symbol}/rollback (header X-API-Key). The placeholder is
-    # accepted locally and refused when environment=production.
+    # Needed for POST /v1/models/{symbol}/rollback and /unpin (header X-API-Key). The
+    # placeholder is accepted locally and refused when environment=production.
     api_key: SecretStr = SecretStr("changethis")
     max_horizon_h: int = Field(default=168, ge=1, le=24 * 366)
     # Longest range /history and /analytics answer in one response.
@@ -27,9 +27,13 @@ class ApiSection(BaseModel):
     # Seconds between checks of the production pointers that preload newly promoted models.
     pointer_check_s: float = Field(default=30.0, gt=0)
     # Forecasts read the production pointers and the newest observation hour at most this
-    # often (0: on every request). A rollback through this API and models.trained.v1 events
-    # clear it at once; other API processes see a move within pointer_ttl_s.
+    # often (0: on every request). A rollback or unpin through this API, models.trained.v1
+    # and models.production.v1 events clear it at once; without Kafka, other API processes
+    # see a move within pointer_ttl_s.
     pointer_ttl_s: float = Field(default=1.0, ge=0)
+    # Longest wait for Kafka to take a models.production.v1 event after a rollback or unpin
+    # (the change is done either way; the answer says whether it was published).
+    publish_timeout_s: float = Field(default=5.0, gt=0)
     # /v1/prices/latest reads the database at most this often (0: on every request).
     latest_cache_s: float = Field(default=1.0, ge=0)
     # Events buffered per SSE client before the oldest are dropped.

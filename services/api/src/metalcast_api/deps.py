@@ -16,6 +16,7 @@ from fastapi.security import APIKeyHeader
 
 from metalcast_api.config import ApiSettings
 from metalcast_api.errors import metal_or_404
+from metalcast_api.events import ProductionEvents
 from metalcast_api.forecasts.cache import ForecastCache
 from metalcast_api.metrics import ApiMetrics
 from metalcast_api.state import ApiState
@@ -65,6 +66,10 @@ async def get_hub(state: StateDep) -> EventHub:
     return state.hub
 
 
+async def get_events(state: StateDep) -> ProductionEvents:
+    return state.events
+
+
 async def get_metal(symbol: str) -> Metal:
     """The ``{symbol}`` path parameter as a metal; 404 naming the known symbols otherwise."""
     return metal_or_404(symbol)
@@ -75,6 +80,7 @@ ConnDep = Annotated[asyncpg.Connection, Depends(get_conn)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 ForecastsDep = Annotated[ForecastCache, Depends(get_forecasts)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
+EventsDep = Annotated[ProductionEvents, Depends(get_events)]
 MetalDep = Annotated[Metal, Depends(get_metal)]
 
 _api_key_header = APIKeyHeader(

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from metalcast_api.config import ApiSettings
+from metalcast_api.events import ProductionEvents
 from metalcast_api.forecasts.cache import ForecastCache
 from metalcast_api.metrics import ApiMetrics
 from metalcast_api.prices.service import LatestCache
@@ -26,3 +27,4 @@ class ApiState:
     forecasts: ForecastCache
     hub: EventHub
     latest: LatestCache
+    events: ProductionEvents

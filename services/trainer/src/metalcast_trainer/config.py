@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from metalcast_core import METALS, ServiceSettings
 from metalcast_models import FAMILIES
@@ -37,6 +37,9 @@ def _default_candidates() -> list[CandidateSpec]:
 
 
 class TrainerSection(BaseModel):
+    # A misspelt or retired setting (FAMILY, HYPERPARAMETERS: now CANDIDATES) is an error.
+    model_config = ConfigDict(extra="forbid")
+
     group_id: str = "metalcast-trainer"
     # Champion/challenger: every candidate is backtested each run, e.g.
     # METALCAST_TRAINER__CANDIDATES='[{"family": "arima", "hyperparameters": {"order": [2,1,0]}},

@@ -2,11 +2,15 @@
 
 A model is downloaded from S3, checked against its recorded sha256, loaded and asked once
 for ``max_horizon_h`` steps with their intervals; every forecast afterwards slices that
-table. An entry is replaced when the production pointer names another version. Forecasts
-read the pointers through :class:`PointerCache` (at most one query per ``pointer_ttl_s``,
-cleared by a rollback through the API and by ``models.trained.v1`` events); those events
-and a periodic pointer check also preload newly promoted versions. sktime work runs in a
-thread, one load per symbol at a time.
+table. A version with a calibration (made from its backtest) gets calibrated intervals:
+the model's point, bounds ``point ± q_h · scale``
+(:func:`metalcast_models.backtest.calibrated_bounds`); a version without one keeps the
+model's own intervals, and says so. An entry is replaced when the production pointer names
+another version. Forecasts read the pointers through :class:`PointerCache` (at most one
+query per ``pointer_ttl_s``, cleared by a rollback or unpin through the API and by
+``models.trained.v1`` and ``models.production.v1`` events); those events and a periodic
+pointer check also preload newly promoted versions. sktime work runs in a thread, one load
+per symbol at a time.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import numpy as np
 import pandas as pd
 
 from metalcast_api.forecasts.schemas import ForecastStep
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
 COLUMNS = ("point", "lower_80", "upper_80", "lower_95", "upper_95")
+UNCALIBRATED = "model (uncalibrated)"
 
 
 class ModelUnavailable(Exception):
@@ -48,6 +54,48 @@ class LoadedModel:
     steps: tuple[ForecastStep, ...]  # max_horizon_h steps after the cutoff
     loaded_at: datetime
     load_seconds: float
+    interval_method: str = UNCALIBRATED
+    # Coverage of the calibrated 80%/95% intervals measured in the backtest ("80", "95").
+    interval_coverage: dict[str, float | None] | None = None
+
+
+Columns = dict[str, np.ndarray[Any, np.dtype[np.float64]]]
+
+
+def calibrate(
+    info: VersionInfo, columns: Columns
+) -> tuple[Columns, str, dict[str, float | None] | None]:
+    """The columns with calibrated bounds, the method and its measured coverage; the
+    model's own intervals (``UNCALIBRATED``) when the version has no usable calibration."""
+    from metalcast_models.backtest import INTERVAL_METHOD, calibrated_bounds
+
+    cal = info.calibration
+    if not cal:
+        return columns, UNCALIBRATED, None
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            bounds = calibrated_bounds(columns["point"], cal, float(cal["scale"]))
+        if not all(np.isfinite(b).all() for pair in bounds.values() for b in pair):
+            raise ValueError("calibrated bounds are not finite")
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning(
+            "%s v%d: calibration unusable (%s: %s); the model's own intervals are used",
+            info.symbol,
+            info.version,
+            type(exc).__name__,
+            exc,
+        )
+        return columns, UNCALIBRATED, None
+    out = dict(columns)
+    for label in ("80", "95"):
+        out[f"lower_{label}"], out[f"upper_{label}"] = bounds[label]
+    coverage = {label: _number(cal.get(f"coverage_{label}")) for label in ("80", "95")}
+    return out, str(cal.get("method") or INTERVAL_METHOD), coverage
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok else None
 
 
 def load_model(s3: S3Client, info: VersionInfo, horizon: int) -> LoadedModel:
@@ -73,13 +121,23 @@ def load_model(s3: S3Client, info: VersionInfo, horizon: int) -> LoadedModel:
                 f"{info.artifact_uri} does not load or predict: {type(exc).__name__}: {exc}"
             ) from exc
     index = pd.DatetimeIndex(frame.index)
-    columns = {c: frame[c].to_numpy(dtype=float) for c in COLUMNS}
+    columns, method, coverage = calibrate(
+        info, {c: frame[c].to_numpy(dtype=float) for c in COLUMNS}
+    )
     steps = tuple(
         ForecastStep(ts=ts.to_pydatetime(), **{c: float(columns[c][i]) for c in COLUMNS})
         for i, ts in enumerate(index)
     )
     cutoff: datetime = index[0].to_pydatetime() - HOUR
-    return LoadedModel(info, cutoff, steps, datetime.now(UTC), time.perf_counter() - started)
+    return LoadedModel(
+        info,
+        cutoff,
+        steps,
+        datetime.now(UTC),
+        time.perf_counter() - started,
+        method,
+        coverage,
+    )
 
 
 @dataclass(frozen=True)

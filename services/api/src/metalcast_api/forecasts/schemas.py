@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from metalcast_models.backtest import INTERVAL_METHOD
+
 
 class ForecastStep(BaseModel):
     ts: datetime = Field(description="The UTC hour this step predicts")
@@ -20,6 +22,7 @@ class ForecastModel(BaseModel):
     model_version_id: int
     version: int
     family: str
+    candidate: str | None = Field(description="The candidate configuration (null before backtests)")
     trained_at: datetime
     window_start: datetime
     window_end: datetime
@@ -35,6 +38,7 @@ class ForecastRead(BaseModel):
                         "model_version_id": 11,
                         "version": 3,
                         "family": "arima",
+                        "candidate": "arima",
                         "trained_at": "2026-01-15T10:05:12Z",
                         "window_start": "2026-01-14T23:00:00Z",
                         "window_end": "2026-01-15T10:00:00Z",
@@ -46,6 +50,8 @@ class ForecastRead(BaseModel):
                     "horizon": 2,
                     "cached": True,
                     "generated_at": "2026-01-15T10:20:00Z",
+                    "interval_method": INTERVAL_METHOD,
+                    "interval_coverage": {"80": 0.81, "95": 0.94},
                     "steps": [
                         {
                             "ts": "2026-01-15T11:00:00Z",
@@ -84,4 +90,17 @@ class ForecastRead(BaseModel):
     horizon: int = Field(description="Number of steps")
     cached: bool = Field(description="Whether the model was already in memory")
     generated_at: datetime
+    interval_method: str = Field(
+        description="How the 80% and 95% bounds are made. Calibrated versions: "
+        f"'{INTERVAL_METHOD}' (the model's point, bounds point ± q_h · scale, q_h from the "
+        "backtest's errors at step h; past the calibrated steps the last q widens with "
+        "sqrt(h / H)). Versions without a calibration: 'model (uncalibrated)', the model's "
+        "own intervals",
+        examples=[INTERVAL_METHOD, "model (uncalibrated)"],
+    )
+    interval_coverage: dict[str, float | None] | None = Field(
+        description="Share of outcomes the calibrated 80% and 95% intervals covered in the "
+        "backtest, out of sample (keys '80' and '95'); null when uncalibrated",
+        examples=[{"80": 0.81, "95": 0.94}],
+    )
     steps: list[ForecastStep]

@@ -45,7 +45,9 @@ async def forecast(
 ) -> Response:
     """Exactly one of `horizon` and `until`. Each step carries the point forecast and its
     80% and 95% prediction intervals; `model` names the production version that produced
-    them. 409 while the metal has no production model."""
+    them, `interval_method` how the intervals were made (calibrated on the version's
+    backtest, or the model's own) and `interval_coverage` what the calibrated intervals
+    covered in that backtest. 409 while the metal has no production model."""
     now = datetime.now(UTC)
     if until is not None:
         until = as_utc(until, "query", "until")
@@ -77,6 +79,7 @@ async def forecast(
             model_version_id=info.id,
             version=info.version,
             family=info.family,
+            candidate=info.candidate,
             trained_at=info.created_at,
             window_start=info.window_start,
             window_end=info.window_end,
@@ -88,6 +91,8 @@ async def forecast(
         horizon=n,
         cached=cached,
         generated_at=now,
+        interval_method=model.interval_method,
+        interval_coverage=model.interval_coverage,
         steps=list(model.steps[:n]),
     )
     return Response(body.model_dump_json(), media_type="application/json")

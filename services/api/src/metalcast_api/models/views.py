@@ -1,4 +1,5 @@
-"""/v1/models: production versions, every version, training runs, model files, rollback."""
+"""/v1/models: production versions, every version, backtests, training runs, model files,
+the pointer's history, rollback and unpin."""
 
 from __future__ import annotations
 
@@ -12,21 +13,36 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import StreamingResponse
 
-from metalcast_api.deps import ApiKeyDep, ConnDep, ForecastsDep, MetalDep, S3Dep, SettingsDep
+from metalcast_api.deps import (
+    ApiKeyDep,
+    ConnDep,
+    EventsDep,
+    ForecastsDep,
+    MetalDep,
+    S3Dep,
+    SettingsDep,
+)
 from metalcast_api.errors import conflict, not_found, responses, unavailable
-from metalcast_api.forecasts.cache import ModelUnavailable
+from metalcast_api.events import ProductionEvents
+from metalcast_api.forecasts.cache import ForecastCache, ModelUnavailable
 from metalcast_api.models import service
 from metalcast_api.models.schemas import (
     ArtifactUrlRead,
+    BacktestRead,
+    CandidateBacktestRead,
+    PointerEventRead,
     PointerMoveRead,
     ProductionRead,
+    ProductionRef,
     RollbackRequest,
     TrainingResultRead,
     TrainingRunRead,
+    UnpinRequest,
     VersionRead,
 )
 from metalcast_models import registry
-from metalcast_models.registry import RollbackRefused, VersionInfo
+from metalcast_models.backtest import INTERVAL_METHOD
+from metalcast_models.registry import PointerMove, RollbackRefused, VersionInfo
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -41,11 +57,16 @@ async def _production(conn: ConnDep) -> list[ProductionRead]:
     out = []
     for info in await registry.production(conn):
         pointer = pointers.get(info.symbol)
+        pinned_at = pointer["pinned_at"] if pointer else None
         out.append(
             ProductionRead(
                 **VersionRead.of(info).model_dump(),
                 promoted_at=pointer["updated_at"] if pointer else None,
                 promoted_by=pointer["updated_by"] if pointer else None,
+                pinned=pinned_at is not None,
+                pinned_at=pinned_at,
+                pinned_by=pointer["pinned_by"] if pointer else None,
+                pin_reason=pointer["pin_reason"] if pointer else None,
             )
         )
     return out
@@ -66,12 +87,14 @@ async def training_runs(
     conn: ConnDep,
     limit: Annotated[int, Query(ge=1, le=500, description="How many runs")] = 20,
     status: Annotated[
-        Literal["running", "succeeded", "partial", "failed"] | None,
+        Literal["running", "succeeded", "partial", "failed", "unchanged"] | None,
         Query(description="Only runs with this status"),
     ] = None,
 ) -> list[TrainingRunRead]:
-    """Each run with its status, error, training window, duration and per-symbol results
-    (promoted, kept or failed with the reason)."""
+    """Each run with its status, error, candidates, training window, duration and
+    per-symbol results (promoted, kept, pinned, unchanged or failed with the reason, the
+    window used and the champion/challenger decision). A run is `unchanged` when no window
+    moved: nothing was fitted and no version was made."""
     rows = await service.training_runs(conn, limit, status)
     return [
         TrainingRunRead(
@@ -102,7 +125,8 @@ async def production_version(metal: MetalDep, conn: ConnDep) -> ProductionRead:
     summary="Every version of one metal",
 )
 async def all_versions(metal: MetalDep, conn: ConnDep) -> list[VersionRead]:
-    """Newest first, with hyperparameters, fitted parameters and in-sample metrics."""
+    """Newest first, with hyperparameters, fitted parameters, in-sample metrics, the
+    candidate, the training window's span, the backtest, the calibration and the decision."""
     return [VersionRead.of(v) for v in await registry.versions(conn, metal.symbol)]
 
 
@@ -120,7 +144,107 @@ async def _version(conn: ConnDep, symbol: str, version: int) -> VersionInfo:
     summary="One version",
 )
 async def one_version(metal: MetalDep, version: VersionPath, conn: ConnDep) -> VersionRead:
+    """Everything recorded about a version: its fit, its rolling-origin backtest (`backtest`),
+    how its forecast intervals are calibrated (`calibration`) and why it was or was not
+    promoted (`decision`)."""
     return VersionRead.of(await _version(conn, metal.symbol, version))
+
+
+def _mase(item: CandidateBacktestRead) -> tuple[bool, float]:
+    value = item.summary.mase
+    return value is None, value if value is not None else 0.0
+
+
+@router.get(
+    "/{symbol}/backtest",
+    response_model=BacktestRead,
+    responses=responses(404),
+    summary="Every candidate's backtest in the newest run",
+)
+async def backtest(
+    metal: MetalDep,
+    conn: ConnDep,
+    run_id: Annotated[
+        int | None,
+        Query(ge=1, le=9_223_372_036_854_775_807, description="This run instead of the newest"),
+    ] = None,
+) -> BacktestRead:
+    """The rolling-origin backtest of every candidate configuration (and of the production
+    version's, scored on the same origins) from the newest training run that backtested
+    this metal, best MASE first. `in_production` marks the production version's
+    configuration; `summary.mae_ratio` compares with the naive last value and
+    `summary.coverage_80`/`_95` give the calibrated intervals' coverage. 404 with the reason
+    when there is none."""
+    found = await service.backtests(conn, metal.symbol, run_id)
+    if found is None:
+        if run_id is not None:
+            not_found(f"run {run_id} has no backtest of {metal.symbol}")
+        not_found(
+            f"no backtest of {metal.symbol} yet: no training run has had enough of its "
+            "history to backtest"
+        )
+    prod = next((v for v in await registry.production(conn) if v.symbol == metal.symbol), None)
+    pin = await registry.pin(conn, metal.symbol) if prod is not None else None
+    production_key = prod.candidate_key if prod is not None else None
+    candidates = [CandidateBacktestRead.of(item, production_key) for item in found.results]
+    candidates.sort(key=_mase)
+    run = found.run
+    method = next(
+        (str(c.calibration["method"]) for c in candidates if c.calibration.get("method")),
+        INTERVAL_METHOD,
+    )
+    return BacktestRead(
+        symbol=metal.symbol,
+        run_id=run["id"],
+        run_status=run["status"],
+        trigger=run["trigger"],
+        started_at=run["started_at"],
+        finished_at=run["finished_at"],
+        result=run["result"],
+        version=run["version"],
+        window_start=run["window_start"],
+        window_end=run["window_end"],
+        window_hours=run["window_hours"],
+        decision=run["decision"],
+        production=None
+        if prod is None
+        else ProductionRef(
+            version=prod.version,
+            candidate=prod.candidate,
+            candidate_key=prod.candidate_key,
+            pinned=pin is not None,
+        ),
+        interval_method=method,
+        candidates=candidates,
+    )
+
+
+@router.get(
+    "/{symbol}/history",
+    response_model=list[PointerEventRead],
+    responses=responses(404),
+    summary="Every change of the production pointer, newest first",
+)
+async def pointer_history(
+    metal: MetalDep,
+    conn: ConnDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="How many changes")] = 100,
+) -> list[PointerEventRead]:
+    """Promotions by the trainer, rollbacks (which pin the pointer) and unpins: who, when,
+    why, from which version to which, and whether the pointer was pinned afterwards."""
+    return [
+        PointerEventRead(
+            symbol=row["symbol"],
+            action=row["action"],
+            from_version=row["from_version"],
+            to_version=row["to_version"],
+            pinned=row["pinned"],
+            changed_by=row["changed_by"],
+            changed_at=row["changed_at"],
+            reason=row["note"],
+        )
+        for row in await registry.history(conn, metal.symbol, limit)
+    ]
 
 
 @router.get(
@@ -192,11 +316,25 @@ async def artifact_url(
     )
 
 
+async def _announce(
+    move: PointerMove, forecasts: ForecastCache, events: ProductionEvents
+) -> PointerMoveRead:
+    """After a change: this process's forecasts use the pointer at once (the new version
+    preloaded), and models.production.v1 tells the other processes and the dashboards."""
+    forecasts.pointers.invalidate()
+    try:
+        await forecasts.refresh()
+    except ModelUnavailable as exc:  # pragma: no cover - refresh logs and goes on
+        log.warning("preload after %s failed: %s", move.action, exc)
+    published = await events.publish(move)
+    return PointerMoveRead.of(move, published)
+
+
 @router.post(
     "/{symbol}/rollback",
     response_model=PointerMoveRead,
     responses=responses(400, 401, 403, 404, 409),
-    summary="Move the production pointer back (API key)",
+    summary="Move the production pointer back and pin it (API key)",
 )
 async def rollback(
     metal: MetalDep,
@@ -204,21 +342,48 @@ async def rollback(
     conn: ConnDep,
     s3: S3Dep,
     forecasts: ForecastsDep,
+    events: EventsDep,
     body: Annotated[RollbackRequest | None, Body()] = None,
 ) -> PointerMoveRead:
     """Point `symbol`'s production at `to_version` (default: the version before the current
-    one), after checking that its file downloads, matches its sha256, loads and predicts.
-    Refused (409, with the reason) otherwise; the pointer then stays where it was. Forecasts
-    use the new version from their next request."""
+    one), after checking that its file downloads, matches its sha256, loads and predicts,
+    and **pin** it there: the trainer keeps recording new versions but promotes none until
+    `POST /v1/models/{symbol}/unpin`. Refused (409, with the reason) otherwise, e.g. the
+    version is already in production and pinned; the pointer then stays where it was.
+    `reason` is kept in the history. Forecasts use the new version from their next request;
+    `models.production.v1` is published."""
     to_version = body.to_version if body else None
+    reason = body.reason if body else None
     with tempfile.TemporaryDirectory(prefix="metalcast-rollback-") as tmp:
         try:
-            move = await registry.rollback(conn, s3, metal.symbol, to_version, by, tmp)
+            move = await registry.rollback(
+                conn, s3, metal.symbol, to_version, by, tmp, reason=reason
+            )
         except RollbackRefused as exc:
             conflict(f"rollback refused: {exc}")
-    forecasts.pointers.invalidate()  # this process's forecasts use the new version at once
+    return await _announce(move, forecasts, events)
+
+
+@router.post(
+    "/{symbol}/unpin",
+    response_model=PointerMoveRead,
+    responses=responses(400, 401, 403, 404, 409),
+    summary="Hand the production pointer back to the trainer (API key)",
+)
+async def unpin(
+    metal: MetalDep,
+    by: ApiKeyDep,
+    conn: ConnDep,
+    forecasts: ForecastsDep,
+    events: EventsDep,
+    body: Annotated[UnpinRequest | None, Body()] = None,
+) -> PointerMoveRead:
+    """Lift the pin a rollback set: production stays on its version until the trainer's
+    next champion/challenger decision moves it. 409 with the reason when the pointer is not
+    pinned (or the metal has no production version). `reason` is kept in the history;
+    `models.production.v1` is published."""
     try:
-        await forecasts.refresh()  # preload the version now in production
-    except ModelUnavailable as exc:  # pragma: no cover - refresh logs and goes on
-        log.warning("preload after rollback failed: %s", exc)
-    return PointerMoveRead.of(move)
+        move = await registry.unpin(conn, metal.symbol, by, body.reason if body else None)
+    except RollbackRefused as exc:
+        conflict(f"unpin refused: {exc}")
+    return await _announce(move, forecasts, events)

@@ -1,9 +1,11 @@
 """One Kafka consumer per process, fanned out to the browsers' Server-Sent Events streams.
 
 The consumer has no group (every API process sees every message) and starts at the end of
-``prices.ticks.v1`` and ``models.trained.v1``: the stream relays what happens from now on.
-Each client gets a bounded queue; a slow client loses its oldest events, never blocks the
-others. ``models.trained.v1`` events also go to ``on_models_trained`` (the forecast cache).
+``prices.ticks.v1``, ``models.trained.v1`` and ``models.production.v1``: the stream relays
+what happens from now on. Each client gets a bounded queue; a slow client loses its oldest
+events, never blocks the others. ``models.trained.v1`` events also go to
+``on_models_trained`` and ``models.production.v1`` events to ``on_production_changed`` (the
+forecast cache: a moved pointer is read again and its version preloaded).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from aiokafka import AIOKafkaConsumer
 from metalcast_api.metrics import ApiMetrics
 from metalcast_core import (
     MODELS_TRAINED,
+    PRODUCTION_CHANGED,
     TICKS,
     DecodeError,
     KafkaSettings,
     ModelsTrained,
+    ProductionChanged,
     make_consumer,
 )
 
@@ -32,7 +36,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StreamEvent:
-    event: str  # "tick" | "models"
+    event: str  # "tick" | "models" | "production"
     data: dict[str, Any]
     symbols: frozenset[str] = frozenset()
 
@@ -51,11 +55,13 @@ class EventHub:
         metrics: ApiMetrics,
         buffer: int,
         on_models_trained: Callable[[ModelsTrained], Awaitable[None]] | None = None,
+        on_production_changed: Callable[[ProductionChanged], Awaitable[None]] | None = None,
     ) -> None:
         self._kafka = kafka
         self._metrics = metrics
         self._buffer = buffer
         self._on_models_trained = on_models_trained
+        self._on_production_changed = on_production_changed
         self._subscribers: set[Subscriber] = set()
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -100,7 +106,11 @@ class EventHub:
         while True:
             consumer = make_consumer(
                 self._kafka,
-                [self._kafka.topic_name(TICKS), self._kafka.topic_name(MODELS_TRAINED)],
+                [
+                    self._kafka.topic_name(TICKS),
+                    self._kafka.topic_name(MODELS_TRAINED),
+                    self._kafka.topic_name(PRODUCTION_CHANGED),
+                ],
                 group_id=None,
                 auto_offset_reset="latest",
                 metadata_max_age_ms=30_000,
@@ -128,14 +138,17 @@ class EventHub:
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         ticks_topic = self._kafka.topic_name(TICKS)
+        models_topic = self._kafka.topic_name(MODELS_TRAINED)
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=1000)
             for tp, records in batches.items():
                 for record in records:
                     if tp.topic == ticks_topic:
                         self._relay_tick(record.value)
-                    else:
+                    elif tp.topic == models_topic:
                         self._relay_models(record.value)
+                    else:
+                        self._relay_production(record.value)
 
     def _relay_tick(self, value: bytes | None) -> None:
         try:
@@ -164,16 +177,43 @@ class EventHub:
             "failed": event.failed,
             "finished_at": event.finished_at.isoformat(),
         }
+        if event.status is not None:
+            data["status"] = event.status
+        if event.decisions:
+            data["decisions"] = event.decisions
         self.publish(StreamEvent("models", data, frozenset(event.versions)))
         if self._on_models_trained is not None:
-            # In a task of its own: loading models takes seconds, the stream must not wait.
-            task = asyncio.create_task(self._handle_models(event))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._on_models_trained(event), f"models.trained.v1 run {event.run_id}")
 
-    async def _handle_models(self, event: ModelsTrained) -> None:
-        assert self._on_models_trained is not None
+    def _relay_production(self, value: bytes | None) -> None:
         try:
-            await self._on_models_trained(event)
+            event = PRODUCTION_CHANGED.decode(value)
+        except DecodeError:
+            return
+        data = {
+            "symbol": event.symbol,
+            "action": event.action,
+            "from_version": event.from_version,
+            "to_version": event.to_version,
+            "pinned": event.pinned,
+            "changed_by": event.changed_by,
+            "reason": event.reason,
+            "changed_at": event.changed_at.isoformat(),
+        }
+        self.publish(StreamEvent("production", data, frozenset({event.symbol})))
+        if self._on_production_changed is not None:
+            what = f"models.production.v1 {event.action} {event.symbol} v{event.to_version}"
+            self._spawn(self._on_production_changed(event), what)
+
+    def _spawn(self, work: Awaitable[None], what: str) -> None:
+        # In a task of its own: loading models takes seconds, the stream must not wait.
+        task = asyncio.create_task(self._handle(work, what))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _handle(work: Awaitable[None], what: str) -> None:
+        try:
+            await work
         except Exception:
-            log.exception("handling models.trained.v1 run %d failed", event.run_id)
+            log.exception("handling %s failed", what)

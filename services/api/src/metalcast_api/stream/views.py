@@ -1,4 +1,5 @@
-"""/v1/stream/ticks: Server-Sent Events relaying prices.ticks.v1 (and models.trained.v1)."""
+"""/v1/stream/ticks: Server-Sent Events relaying prices.ticks.v1 (and models.trained.v1 and
+models.production.v1)."""
 
 from __future__ import annotations
 
@@ -53,8 +54,11 @@ async def tick_stream(
 ) -> AsyncIterator[ServerSentEvent]:
     """`text/event-stream`. First a `hello` event, then one `tick` event per price the
     ingestor publishes from now on (`data`: symbol, price, currency, instrument, source,
-    observed_at) and a `models` event when the trainer finishes a run. A comment line every
-    15 s keeps idle connections open. Browsers: `new EventSource('/v1/stream/ticks')`."""
+    observed_at), a `models` event when the trainer finishes a run (run_id, versions,
+    promoted, failed, finished_at, status, decisions) and a `production` event when a
+    production pointer moves, is pinned or unpinned (symbol, action, from_version,
+    to_version, pinned, changed_by, reason, changed_at). A comment line every 15 s keeps
+    idle connections open. Browsers: `new EventSource('/v1/stream/ticks')`."""
     sent = 0
     async with hub.subscribe(wanted) as sub:
         yield ServerSentEvent(

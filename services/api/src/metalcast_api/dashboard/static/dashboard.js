@@ -20,6 +20,8 @@
     if (sec < 172800) return (sec / 3600).toFixed(1) + " h";
     return (sec / 86400).toFixed(1) + " d";
   };
+  const fmtPct = (v) => v == null ? "–" : Math.round(v * 100) + "%";
+  const fmtNum = (v, d) => v == null ? "–" : Number(v).toFixed(d);
   const fmtBytes = (b) => b == null ? "–" : b > 1e6 ? (b / 1e6).toFixed(1) + " MB" : (b / 1e3).toFixed(0) + " kB";
   const esc = (s) => String(s == null ? "" : s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
 
@@ -98,8 +100,10 @@
       const fc = await getJSON(`/v1/forecasts/${symbol}?horizon=${HORIZON}`);
       state.forecast[symbol] = fc;
       const m = fc.model;
+      const calibrated = fc.interval_coverage != null;
       $('[data-field="model"]', card).innerHTML =
         `model: <b>v${m.version}</b> ${esc(m.family)} · trained ${fmtTime(m.trained_at)} UTC · cutoff ${fmtTime(fc.cutoff)}` +
+        ` · <span title="${esc(fc.interval_method)}">intervals: ${calibrated ? "calibrated" : "model's own"}</span>` +
         (fc.stale_hours ? ` · <span class="status-partial">${fc.stale_hours} h behind the data</span>` : "");
     } catch (e) {
       state.forecast[symbol] = null;
@@ -107,6 +111,53 @@
     }
     $('[data-field="note"]', card).textContent = notes.join(" · ");
     draw(symbol);
+  }
+
+  // The production model's trust panel: candidate, version, pin, window, backtest figures.
+  function renderProduction(items) {
+    const bySym = Object.fromEntries(items.map((v) => [v.symbol, v]));
+    for (const symbol of METALS) {
+      const dl = $('[data-field="trust"]', document.getElementById("metal-" + symbol));
+      const v = bySym[symbol];
+      const set = (k, html) => { $(`[data-k="${k}"]`, dl).innerHTML = html; };
+      if (!v) {
+        dl.dataset.version = dl.dataset.candidate = dl.dataset.pinned = "";
+        set("model", '<span class="muted">none in production yet</span>');
+        ["window", "skill", "coverage"].forEach((k) => set(k, "–"));
+        continue;
+      }
+      dl.dataset.version = String(v.version);
+      dl.dataset.candidate = v.candidate || v.family;
+      dl.dataset.pinned = String(v.pinned);
+      const pin = v.pinned
+        ? `<span class="badge pinned" title="${esc(`pinned by ${v.pinned_by} at ${fmtTime(v.pinned_at)} UTC: ${v.pin_reason || ""}`)}">pinned</span>`
+        : '<span class="badge" title="champion/challenger decides at each training run">auto</span>';
+      set("model", `<b>v${v.version}</b> ${esc(v.candidate || v.family)} ${pin}`);
+      const hours = v.window_hours != null ? v.window_hours
+        : Math.round((Date.parse(v.window_end) - Date.parse(v.window_start)) / 3600e3);
+      const first = fmtTime(v.window_start), last = fmtTime(v.window_end);
+      set("window", `${first} – ${last.slice(0, 10) === first.slice(0, 10) ? last.slice(11) : last}` +
+        ` <span class="muted">(${hours} h, ${v.n_observations} values)</span>`);
+      const s = (v.backtest && v.backtest.summary) || null;
+      if (!s) {
+        set("skill", '<span class="muted">no backtest</span>');
+        set("coverage", '<span class="muted">uncalibrated</span>');
+        continue;
+      }
+      const ratio = s.mae_ratio;
+      const tone = ratio == null ? "" : ratio < 0.995 ? "good" : ratio > 1.005 ? "warn" : "";
+      set("skill", `${fmtNum(s.mase, 3)} · <span class="${tone}"` +
+        ` title="MAE over the naive last value's MAE">${ratio == null ? "–" : fmtNum(ratio, 2) + "× naive"}</span>` +
+        ` <span class="muted">(${v.backtest.origins} origins)</span>`);
+      const off = (c, nominal) => c == null || Math.abs(c - nominal) > 0.05 ? "warn" : "good";
+      set("coverage", `<span class="${off(s.coverage_80, 0.8)}">${fmtPct(s.coverage_80)}</span> · ` +
+        `<span class="${off(s.coverage_95, 0.95)}">${fmtPct(s.coverage_95)}</span>`);
+    }
+  }
+
+  async function loadProduction() {
+    try { renderProduction(await getJSON("/v1/models/production")); }
+    catch (e) { METALS.forEach((symbol) => { $('[data-k="model"]', document.getElementById("metal-" + symbol)).textContent = e.message; }); }
   }
 
   function renderLatest(latest, freshness) {
@@ -174,11 +225,16 @@
       else if (!last || Date.parse(last.ts) < hour.getTime()) hist.push({ ts, price: t.price });
       draw(t.symbol);
     });
-    es.addEventListener("models", () => { METALS.forEach(loadMetal); refreshTables(); });
+    es.addEventListener("models", () => { METALS.forEach(loadMetal); loadProduction(); refreshTables(); });
+    es.addEventListener("production", (ev) => {
+      const p = JSON.parse(ev.data);
+      if (METALS.includes(p.symbol)) loadMetal(p.symbol);
+      loadProduction(); refreshTables();
+    });
   }
 
   async function start() {
-    await Promise.all([refreshTables(), ...METALS.map(loadMetal)]);
+    await Promise.all([refreshTables(), loadProduction(), ...METALS.map(loadMetal)]);
     body.dataset.ready = "true";
     follow();
     setInterval(refreshTables, 30000);
