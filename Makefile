@@ -30,6 +30,7 @@ lint:
 bench: setup
 	$(UV) run python bench/bench_ingest.py
 	$(UV) run python bench/bench_trainer_latency.py
+	$(UV) run python bench/bench_forecast_quality.py
 	$(UV) run python bench/bench_trainer_scale.py
 	$(UV) run python bench/bench_api.py
 	$(UV) run python bench/bench_backup.py

@@ -16,6 +16,7 @@ from metalcast_models.backtest import (
     conformal_quantile,
     coverage_error,
     decide,
+    diebold_mariano,
     forecast_at,
     make_candidate,
     run_backtest,
@@ -267,3 +268,58 @@ def test_a_pinned_pointer_is_never_moved() -> None:
     assert d.move_pointer is False
     assert d.chosen == ARIMA
     assert d.reason.startswith("pinned by alice at v3")
+
+
+def test_a_noisy_edge_is_not_significant_and_a_real_one_is() -> None:
+    """Paired per-origin losses: a 2% MASE edge that is noise fails the Diebold-Mariano test;
+    a consistent one passes. Bonferroni makes the bar higher with more challengers."""
+    rng = np.random.default_rng(8)
+    origins = [START + timedelta(hours=i) for i in range(168)]
+    base = rng.exponential(1.0, 168)
+    noisy = base * 0.98 + rng.normal(0, 0.5, 168)
+    steady = base * 0.95
+    stat, n = diebold_mariano(
+        dict(zip(origins, noisy, strict=True)), dict(zip(origins, base, strict=True))
+    )
+    assert n == 168
+    assert -1.645 < stat < 0
+    stat, _ = diebold_mariano(
+        dict(zip(origins, steady, strict=True)), dict(zip(origins, base, strict=True))
+    )
+    assert stat < -5
+
+    def scored(c: Candidate, losses: np.ndarray) -> Score:
+        s = fake(c, float(np.mean(losses)))
+        return Score(
+            s.candidate,
+            168,
+            None,
+            None,
+            0,
+            [],
+            s.summary,
+            {},
+            dict(zip(origins, losses, strict=True)),
+        )
+
+    scores = {
+        NAIVE.key: scored(NAIVE, base),
+        THETA.key: scored(THETA, noisy),
+        ARIMA.key: scored(ARIMA, steady),
+    }
+    assert (
+        decide([NAIVE, THETA], {k: scores[k] for k in (NAIVE.key, THETA.key)}, NAIVE).action
+        == "refit"
+    )
+    d = decide([NAIVE, ARIMA], {k: scores[k] for k in (NAIVE.key, ARIMA.key)}, NAIVE)
+    assert d.action == "promote"
+    without_test = Rules(significance=0.0)
+    assert (
+        decide(
+            [NAIVE, THETA],
+            {k: scores[k] for k in (NAIVE.key, THETA.key)},
+            NAIVE,
+            rules=without_test,
+        ).action
+        == "promote"
+    )

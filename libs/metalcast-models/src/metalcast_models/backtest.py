@@ -31,9 +31,12 @@ import json
 import math
 import time
 import warnings
+from bisect import bisect_left, insort
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
@@ -281,6 +284,8 @@ class Score:
     steps: list[dict[str, float | int | None]]
     summary: dict[str, float | int | None]
     calibration: dict[str, Any]
+    # origin -> mean scaled absolute error over the selection steps (for paired tests)
+    losses: Mapping[datetime, float] = field(default_factory=dict, repr=False, compare=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -335,17 +340,11 @@ def score(
                 "naive_mae": naive_mae,
                 "bias": float(np.mean(-e)),
             }
+        sequential = _sequential(
+            scores[:, h], known, errors[:, h], scales, h, min_calibration, calibration_window
+        )
         for level in LEVELS:
-            cov, wink, n_scored = _sequential(
-                scores[:, h],
-                known,
-                errors[:, h],
-                scales,
-                h,
-                level,
-                min_calibration,
-                calibration_window,
-            )
+            cov, wink, n_scored = sequential[level]
             row[f"coverage_{_label(level)}"] = cov
             row[f"winkler_{_label(level)}"] = wink
             row[f"scored_{_label(level)}"] = n_scored
@@ -354,6 +353,9 @@ def score(
             q_now[_label(level)].append(_num(conformal_quantile(recent, level)))
         steps.append(row)
     summary = _summary(steps[:select_steps])
+    chosen = scores[:, :select_steps]
+    complete = np.all(np.isfinite(chosen), axis=1)
+    losses = {f.origin: float(np.mean(chosen[k])) for k, f in enumerate(forecasts) if complete[k]}
     calibration = {
         "method": INTERVAL_METHOD,
         "steps": horizon,
@@ -370,6 +372,7 @@ def score(
         steps=steps,
         summary=summary,
         calibration=calibration,
+        losses=losses,
     )
 
 
@@ -379,35 +382,39 @@ def _sequential(
     errors: FloatArray,
     scales: FloatArray,
     h: int,
-    level: float,
     min_calibration: int,
     window: int,
-) -> tuple[float | None, float | None, int]:
-    """Coverage and Winkler score of intervals calibrated only on earlier outcomes."""
-    hits = 0
-    winkler = 0.0
-    n = 0
-    alpha = 1 - level
+) -> dict[float, tuple[float | None, float | None, int]]:
+    """Per level: coverage and Winkler score of intervals calibrated only on earlier
+    outcomes (origin ``j``'s step-``h`` outcome is known at origin ``k`` when
+    ``j + h + 1 <= k``), over the ``window`` most recent. One pass, a sorted window."""
+    ordered: list[float] = []  # the calibration scores, sorted
+    arrived: deque[float] = deque()  # the same, oldest first
+    totals = {level: [0, 0.0, 0] for level in LEVELS}  # hits, winkler, n
+    next_in = 0
     for k in range(len(scores)):
-        if not known[k]:
+        while next_in <= k - h - 1:
+            if known[next_in]:
+                value = float(scores[next_in])
+                insort(ordered, value)
+                arrived.append(value)
+                if len(arrived) > window:
+                    ordered.pop(bisect_left(ordered, arrived.popleft()))
+            next_in += 1
+        n = len(ordered)
+        if not known[k] or n < min_calibration:
             continue
-        # origin j's step-h outcome is known at origin k when j + h + 1 <= k
-        upto = k - h - 1
-        if upto < 0:
-            continue
-        past = scores[: upto + 1][known[: upto + 1]][-window:]
-        if len(past) < min_calibration:
-            continue
-        q = conformal_quantile(past, level)
-        half = q * scales[k]
-        width = 2 * half
-        miss = max(0.0, abs(errors[k]) - half)
-        hits += int(abs(errors[k]) <= half)
-        winkler += width + (2 / alpha) * miss
-        n += 1
-    if n == 0:
-        return None, None, 0
-    return hits / n, winkler / n, n
+        for level, total in totals.items():
+            rank = math.ceil((n + 1) * level)
+            half = (ordered[rank - 1] if rank <= n else math.inf) * scales[k]
+            miss = max(0.0, abs(errors[k]) - half)
+            total[0] += int(abs(errors[k]) <= half)
+            total[1] += 2 * half + (2 / (1 - level)) * miss
+            total[2] += 1
+    return {
+        level: (hits / n, wink / n, int(n)) if n else (None, None, 0)
+        for level, (hits, wink, n) in totals.items()
+    }
 
 
 def _raw_coverage(
@@ -480,6 +487,11 @@ class Rules:
     # tolerance, both beyond sampling noise (``coverage_excess``)
     coverage_tolerance: float = 0.03
     baseline: str | None = "naive"  # preferred unless beaten by the margin
+    # and the MASE difference must be significant: a one-sided Diebold-Mariano test on the
+    # paired per-origin losses at this level, Bonferroni-corrected over the challengers
+    # (0: no test). Without it, noise over 168 origins promoted challengers that then lost.
+    significance: float = 0.05
+    lag: int = 0  # HAC lag of the test: the selection steps - 1 (overlapping outcomes)
 
 
 def _mase(scores: Mapping[str, Score], c: Candidate) -> float:
@@ -487,8 +499,46 @@ def _mase(scores: Mapping[str, Score], c: Candidate) -> float:
     return math.inf if value is None else float(value)
 
 
-def _beats(scores: Mapping[str, Score], a: Candidate, b: Candidate, rules: Rules) -> bool:
+def diebold_mariano(
+    a: Mapping[datetime, float], b: Mapping[datetime, float], lag: int = 0
+) -> tuple[float, int]:
+    """The Diebold-Mariano statistic of ``a - b`` on their common origins (negative: ``a``
+    has the lower loss), with a Newey-West variance of ``lag`` lags; and the origins used."""
+    common = sorted(set(a) & set(b))
+    d = np.array([a[o] - b[o] for o in common], dtype=float)
+    n = len(d)
+    if n < 10:
+        return math.nan, n
+    centred = d - d.mean()
+    variance = float(centred @ centred) / n
+    for k in range(1, min(lag, n - 1) + 1):
+        variance += 2 * (1 - k / (lag + 1)) * float(centred[k:] @ centred[:-k]) / n
+    if variance <= 0:
+        return (-math.inf if d.mean() < 0 else math.inf), n
+    return float(d.mean() / math.sqrt(variance / n)), n
+
+
+def _significant(
+    scores: Mapping[str, Score], a: Candidate, b: Candidate, rules: Rules, tests: int
+) -> bool:
+    if rules.significance <= 0:
+        return True
+    la, lb = scores[a.key].losses, scores[b.key].losses
+    if not la or not lb:  # no per-origin losses to test on
+        return True
+    stat, _ = diebold_mariano(la, lb, rules.lag)
+    if math.isnan(stat):
+        return False
+    critical = NormalDist().inv_cdf(1 - rules.significance / max(1, tests))
+    return stat <= -critical
+
+
+def _beats(
+    scores: Mapping[str, Score], a: Candidate, b: Candidate, rules: Rules, tests: int = 1
+) -> bool:
     if _mase(scores, a) > (1 - rules.margin) * _mase(scores, b):
+        return False
+    if not _significant(scores, a, b, rules, tests):
         return False
     ea = scores[a.key].summary.get("coverage_excess")
     eb = scores[b.key].summary.get("coverage_excess")
@@ -513,11 +563,12 @@ def decide(
     best = ranked[0]  # the best challenger
     chosen = best  # what champion/challenger would serve
     note = ""
+    tests = max(1, len(candidates) - 1)  # challengers compared: Bonferroni
     base = next((c for c in candidates if c.name == rules.baseline), None)
-    if base is not None and best.key != base.key and not _beats(scores, best, base, rules):
+    if base is not None and best.key != base.key and not _beats(scores, best, base, rules, tests):
         note = (
             f" ({best.name} MASE {_mase(scores, best):.4g} does not beat "
-            f"{base.name} {_mase(scores, base):.4g} by the margin)"
+            f"{base.name} {_mase(scores, base):.4g} by the margin, significantly)"
         )
         chosen = base
     if champion is None:
@@ -537,7 +588,7 @@ def decide(
             f"refit champion {champion.name} (MASE {_mase(scores, champion):.4g}, "
             f"best of {len(candidates)})",
         )
-    elif chosen.key != champion.key and _beats(scores, chosen, champion, rules):
+    elif chosen.key != champion.key and _beats(scores, chosen, champion, rules, tests):
         decision = Decision(
             "promote",
             chosen,
@@ -554,7 +605,7 @@ def decide(
             True,
             f"kept {champion.name}: challenger {best.name} MASE {_mase(scores, best):.4g} "
             f"vs champion {_mase(scores, champion):.4g}"
-            + ("" if note else " (not better by the margin, or worse coverage)"),
+            + ("" if note else " (not better by the margin and significantly, or worse coverage)"),
         )
     if pinned is not None:
         return Decision(

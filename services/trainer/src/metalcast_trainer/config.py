@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from metalcast_core import METALS, ServiceSettings
 from metalcast_models import FAMILIES
+from metalcast_models.backtest import Candidate, Rules, make_candidate
 
 
 class CandidateSpec(BaseModel):
@@ -57,6 +58,9 @@ class TrainerSection(BaseModel):
     # and its interval coverage no further from nominal (or within coverage_tolerance).
     promotion_margin: float = Field(default=0.01, ge=0, lt=1)
     coverage_tolerance: float = Field(default=0.03, ge=0, le=1)
+    # ... and significantly lower: a one-sided Diebold-Mariano test at this level,
+    # Bonferroni-corrected over the challengers (0: no test).
+    promotion_significance: float = Field(default=0.05, ge=0, lt=1)
     # The candidate preferred unless another beats it by the margin (None: no baseline).
     baseline: str | None = "naive"
     # Versions that never served production are deleted after this many hours (0: never).
@@ -85,6 +89,28 @@ class TrainerSection(BaseModel):
         if self.baseline is not None and self.baseline not in labels:
             raise ValueError(f"baseline {self.baseline!r} is not a candidate ({labels})")
         return self
+
+    @property
+    def select_steps(self) -> int:
+        """The forecast steps the decision scores: ``y_size``, within the backtest horizon."""
+        return min(self.y_size, self.backtest_horizon)
+
+    def build_candidates(self) -> list[Candidate]:
+        """The configured candidates with their families' defaults merged in."""
+        return [
+            make_candidate(c.family, self.x_size, c.hyperparameters, c.label)
+            for c in self.candidates
+        ]
+
+    def rules(self) -> Rules:
+        """The champion/challenger rules these settings ask for."""
+        return Rules(
+            margin=self.promotion_margin,
+            coverage_tolerance=self.coverage_tolerance,
+            baseline=self.baseline,
+            significance=self.promotion_significance,
+            lag=self.select_steps - 1,
+        )
 
 
 class TrainerSettings(ServiceSettings):

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,13 +40,14 @@ from metalcast_models import (
     save_forecaster,
 )
 from metalcast_models.backtest import (
+    BacktestRun,
+    CacheKey,
     Candidate,
     Decision,
-    Rules,
+    OriginForecast,
     Score,
     Series,
     decide,
-    make_candidate,
     run_backtest,
     score,
     window_hash,
@@ -89,15 +90,8 @@ class TrainingRunner:
         self._cfg = settings.trainer
         self._pool = pool
         self._s3 = s3
-        self.candidates = [
-            make_candidate(c.family, self._cfg.x_size, c.hyperparameters, c.label)
-            for c in self._cfg.candidates
-        ]
-        self._rules = Rules(
-            margin=self._cfg.promotion_margin,
-            coverage_tolerance=self._cfg.coverage_tolerance,
-            baseline=self._cfg.baseline,
-        )
+        self.candidates = self._cfg.build_candidates()
+        self._rules = self._cfg.rules()
 
     def warm_up(self) -> None:
         """Import the forecasting stack and fit each family once: the first run is fast."""
@@ -247,8 +241,36 @@ class TrainingRunner:
             return
         digest = window_hash(window)
 
-        # 1. backtest the candidates and the champion's configuration on the same origins
+        # 0. the production version already fits this very window: nothing moved
         champion = self._champion(champion_info)
+        if (
+            champion_info is not None
+            and champion_info.window_hash == digest
+            and champion is not None
+            and champion.key in {c.key for c in self.candidates}
+        ):
+            detail: dict[str, Any] = {
+                "action": "unchanged",
+                "chosen": champion.name,
+                "window_hash": digest,
+            }
+            reason = f"production v{champion_info.version} already fits this window"
+            report.decisions[symbol] = reason
+            async with self._pool.acquire() as conn:
+                await store.record_result(
+                    conn,
+                    report.run_id,
+                    symbol,
+                    "unchanged",
+                    reason=reason,
+                    version_id=champion_info.id,
+                    window=win,
+                    decision=detail,
+                )
+            report.unchanged.append(symbol)
+            return
+
+        # 1. backtest the candidates and the champion's configuration on the same origins
         scored = list(self.candidates)
         if champion is not None and champion.key not in {c.key for c in scored}:
             scored.append(champion)
@@ -258,28 +280,7 @@ class TrainingRunner:
         since = stamps[indices[0]] if indices else stamps[-1]
         async with self._pool.acquire() as conn:
             cache = await store.load_cache(conn, symbol, [c.key for c in scored], since)
-        bt = await asyncio.to_thread(
-            run_backtest,
-            scored,
-            series,
-            origins=self._cfg.backtest_origins,
-            horizon=self._cfg.backtest_horizon,
-            cache=cache,
-        )
-        scores: dict[str, Score] = {}
-        if indices:
-            scores = {
-                c.key: score(
-                    c,
-                    series,
-                    bt.forecasts[c.key],
-                    horizon=self._cfg.backtest_horizon,
-                    select_steps=min(self._cfg.y_size, self._cfg.backtest_horizon),
-                    min_calibration=self._cfg.min_calibration,
-                    calibration_window=self._cfg.backtest_origins,
-                )
-                for c in scored
-            }
+        bt, scores = await asyncio.to_thread(self._backtest, scored, series, cache)
         async with self._pool.acquire() as conn, conn.transaction():
             await store.save_cache(conn, symbol, bt.new)
             await store.record_backtests(conn, report.run_id, symbol, scores.values())
@@ -363,6 +364,37 @@ class TrainingRunner:
             detail,
         )
         report.timings["store_s"] += round(time.perf_counter() - t, 4)
+
+    def _backtest(
+        self,
+        scored: Sequence[Candidate],
+        series: Series,
+        cache: Mapping[CacheKey, OriginForecast],
+    ) -> tuple[BacktestRun, dict[str, Score]]:
+        """Forecast at every origin (cached ones reused) and score each candidate."""
+        cfg = self._cfg
+        bt = run_backtest(
+            scored,
+            series,
+            origins=cfg.backtest_origins,
+            horizon=cfg.backtest_horizon,
+            cache=cache,
+        )
+        if not series.origins(cfg.x_size, cfg.backtest_origins):
+            return bt, {}
+        scores = {
+            c.key: score(
+                c,
+                series,
+                bt.forecasts[c.key],
+                horizon=cfg.backtest_horizon,
+                select_steps=cfg.select_steps,
+                min_calibration=cfg.min_calibration,
+                calibration_window=cfg.backtest_origins,
+            )
+            for c in scored
+        }
+        return bt, scores
 
     def _champion(self, info: VersionInfo | None) -> Candidate | None:
         if info is None:
