@@ -309,7 +309,7 @@ def test_a_noisy_edge_is_not_significant_and_a_real_one_is() -> None:
     }
     assert (
         decide([NAIVE, THETA], {k: scores[k] for k in (NAIVE.key, THETA.key)}, NAIVE).action
-        == "refit"
+        == "keep"
     )
     d = decide([NAIVE, ARIMA], {k: scores[k] for k in (NAIVE.key, ARIMA.key)}, NAIVE)
     assert d.action == "promote"
