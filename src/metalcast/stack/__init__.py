@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from metalcast.stack._env import stack_env
@@ -92,11 +92,13 @@ def up(
     *,
     s3: S3Implementation | None = None,
     with_airflow: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, StartReport]:
     """Start PostgreSQL, Kafka and S3 (concurrently) unless running; wait until each answers.
 
     Creates the ``metalcast`` database, the topics and the buckets if missing. Safe to call
-    again: running servers are found by pid file and readiness and left alone. Raises
+    again: running servers are found by pid file and readiness and left alone. ``progress``
+    gets a line per server when it is ready, and while one is slow what it is doing. Raises
     :class:`StackError` with the end of the server's log if one does not come up.
     """
     cfg = _config(config)
@@ -112,6 +114,7 @@ def up(
             "s3": lambda: _start_s3(cfg),
         },
         "the local stack",
+        progress,
     )
     if with_airflow:
         # Airflow's metadata lives in the PostgreSQL just started (see metalcast.stack.airflow).

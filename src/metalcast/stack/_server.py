@@ -10,7 +10,7 @@ import signal
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,15 +65,52 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+# What each server is busy with while it starts (set by the slow steps), for progress lines.
+_activity: dict[str, str] = {}
+
+
+def report_activity(name: str, text: str) -> None:
+    """Say what server ``name`` is doing now (shown while the stack waits for it)."""
+    _activity[name] = text
+
+
 def start_concurrently(
-    starters: Mapping[str, Callable[[], StartReport]], what: str
+    starters: Mapping[str, Callable[[], StartReport]],
+    what: str,
+    progress: Callable[[str], None] | None = None,
+    every_s: float = 10.0,
 ) -> dict[str, StartReport]:
     """Run every starter in its own thread; wait for all, then raise one :class:`StackError`
-    naming each that failed (``what`` did not come up) or return the reports by name."""
+    naming each that failed (``what`` did not come up) or return the reports by name.
+
+    ``progress`` receives a line as each server is ready, and every ``every_s`` seconds a
+    line naming what is still starting and what it is doing (a first MinIO build takes
+    minutes)."""
     reports: dict[str, StartReport] = {}
     errors: list[str] = []
+    began = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(starters), thread_name_prefix="stack-up") as pool:
         futures = {name: pool.submit(start) for name, start in starters.items()}
+        pending = dict(futures)
+        while pending:
+            done, _ = wait(pending.values(), timeout=every_s, return_when=FIRST_COMPLETED)
+            elapsed = time.monotonic() - began
+            for name in [n for n, f in pending.items() if f in done]:
+                future = pending.pop(name)
+                _activity.pop(name, None)
+                if progress is None:
+                    continue
+                if future.exception() is not None:
+                    progress(f"  {name:<9} failed after {elapsed:.0f} s")
+                else:
+                    report = future.result()
+                    state = "started" if report.started else "already running"
+                    progress(f"  {name:<9} {report.implementation:<19} {state} ({elapsed:.1f} s)")
+            if pending and not done and progress is not None:
+                busy = "; ".join(
+                    f"{n}: {_activity.get(n, 'waiting until it answers')}" for n in pending
+                )
+                progress(f"  ... {elapsed:.0f} s, still starting {busy}")
         for name, future in futures.items():
             try:
                 reports[name] = future.result()

@@ -27,7 +27,7 @@ from metalcast.stack._process import (
     spawn,
     write_pid,
 )
-from metalcast.stack._server import Server, file_lock
+from metalcast.stack._server import Server, file_lock, report_activity
 from metalcast_core import ALL_TOPICS, KafkaSettings, ensure_topics
 
 VERSION = "4.1.1"
@@ -120,6 +120,9 @@ class Kafka(Server):
             pom = repo_root() / "infra" / "kafka" / "pom.xml"
             if not pom.is_file():
                 raise StackError(f"missing {pom}")
+            report_activity(
+                "kafka", "fetching the broker's jars from Maven Central (first time only, ~10 s)"
+            )
             self.home.mkdir(parents=True, exist_ok=True)
             staging = self.home / "libs.partial"
             shutil.rmtree(staging, ignore_errors=True)

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from metalcast.stack._paths import StackConfig
 from metalcast.stack._process import StackError, fail, run, spawn, write_pid
-from metalcast.stack._server import Server, file_lock
+from metalcast.stack._server import Server, file_lock, report_activity
 from metalcast_core import S3Settings, ensure_buckets, make_s3_client
 
 MODULE = "github.com/minio/minio"
@@ -88,6 +88,11 @@ class MinIO(S3Server):
             self.binary.parent.mkdir(parents=True, exist_ok=True)
             env = {**os.environ, "GOBIN": str(self.binary.parent), "CGO_ENABLED": "0"}
             # About 3.5 minutes on two cores the first time; then the binary is cached.
+            report_activity(
+                "s3",
+                f"building MinIO from the Go module proxy (first time only: usually 3-5 min "
+                f"on 2 cores, then cached in {self.binary.parent})",
+            )
             run(
                 [go, "install", f"{MODULE}@{VERSION}"],
                 self.paths.log,
