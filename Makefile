@@ -2,13 +2,16 @@
 export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 
-.PHONY: setup demo test test-unit test-integration test-e2e lint bench stack-up stack-down
+.PHONY: setup demo demo-airflow test test-unit test-integration test-e2e lint bench stack-up stack-down
 
 setup:
 	@scripts/setup.sh
 
 demo: setup
 	$(UV) run metalcast demo
+
+demo-airflow: setup
+	$(UV) run metalcast demo --with-airflow
 
 test: setup lint
 	$(UV) run pytest

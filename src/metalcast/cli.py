@@ -1,26 +1,27 @@
-"""The ``metalcast`` command: one entry point for the local stack and every service.
+"""The ``metalcast`` command: the local stack (``stack``, ``migrate``, ``demo``) and every
+service's own front door, mounted.
 
-Each subcommand is a thin entry point: it builds the service's settings (from the
-environment; the defaults point at the local stack) and hands over to that service's
-composition root.
+Each service has one Typer app, ``make_app(settings_factory)`` in its ``cli.py``, that its
+console script (``metalcast-ingestor``, ``metalcast-sink``, ...) also runs; this module only
+mounts those apps, handing them settings factories (from the environment; the defaults point
+at the local stack). A service's ``cli`` module defers its settings, clients and models to the
+command that runs them, so mounting it costs ``metalcast --help`` next to nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from metalcast_core import run_until_signal
-
 if TYPE_CHECKING:
+    from metalcast_api.config import ApiSettings
     from metalcast_backup.config import BackupSettings
+    from metalcast_ingestor.config import IngestorSettings
+    from metalcast_sink.config import SinkSettings
     from metalcast_trainer.config import TrainerSettings
-
-T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, help="metalcast: precious-metal prices, end to end.")
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack of real servers.")
@@ -37,7 +38,7 @@ def stack_up(
     """Start PostgreSQL, Kafka and S3 on 127.0.0.1 (harmless when already running)."""
     from metalcast import stack
 
-    stack.up(with_airflow=with_airflow)
+    stack.up(with_airflow=with_airflow, progress=lambda line: typer.echo(line, err=True))
     _print_status()
     if with_airflow:
         _print_airflow_login()
@@ -101,67 +102,43 @@ def migrate() -> None:
     typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
 
 
-@app.command()
-def ingest(
-    source: Annotated[
-        list[str] | None,
-        typer.Option(help="Source name(s); default: METALCAST_INGEST__SOURCES."),
-    ] = None,
-    start: Annotated[
-        str | None, typer.Option("--from", help="Backfill from this instant (ISO-8601, UTC).")
-    ] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Backfill up to (excluded).")] = None,
-    days: Annotated[
-        float | None, typer.Option(help="Backfill the last N days up to the current hour.")
-    ] = None,
-    file: Annotated[
-        Path | None, typer.Option(help="Replay a CSV/Parquet file (timestamp,symbol,price).")
-    ] = None,
-    once: Annotated[bool, typer.Option(help="Poll the sources once and exit.")] = False,
-    symbols: Annotated[list[str] | None, typer.Option(help="Symbols; default: the metals.")] = None,
-) -> None:
-    """Run the ingestor: on a schedule (default), once, a backfill, or a file replay."""
-    from metalcast_ingestor import bootstrap
+# --- the ingestor: `metalcast ingest schedule|once|backfill|replay` ----------------------------
+
+
+def _ingestor_settings() -> IngestorSettings:
     from metalcast_ingestor.config import IngestorSettings
 
-    settings = IngestorSettings()
-    bootstrap.configure(settings)
-    if symbols:
-        settings.ingest.symbols = [s.upper() for s in symbols]
-    if file is not None or (source and source[0] == "replay" and file is None):
-        if file is None:
-            raise typer.BadParameter("--source replay needs --file")
-        stats = asyncio.run(bootstrap.replay(settings, file))
-    elif start is not None or days is not None:
-        try:
-            begin, stop_at = bootstrap.backfill_window(days, start, end)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-        names = source or ["simulated"]
-        stats = asyncio.run(bootstrap.backfill(settings, names[0], begin, stop_at))
-    elif once:
-        stats = asyncio.run(bootstrap.poll(settings, source))
-    else:
-        run_until_signal(lambda stop: bootstrap.schedule(settings, source, stop))
-        return
-    typer.echo(json.dumps(stats, default=str))
+    return IngestorSettings()
 
 
-@app.command()
-def sink(
-    until_idle: Annotated[
-        bool, typer.Option(help="Stop once every partition is consumed to its end.")
-    ] = False,
-) -> None:
-    """Run the sink: prices.ticks.v1 → PostgreSQL, then pipeline.batch-loaded.v1."""
-    from metalcast_core import configure_logging
-    from metalcast_sink.bootstrap import run_sink
+def _add_ingestor_app() -> None:
+    from metalcast_ingestor.cli import make_app
+
+    app.add_typer(make_app(_ingestor_settings), name="ingest")
+
+
+_add_ingestor_app()
+
+
+# --- the sink: `metalcast sink [--until-idle]` -------------------------------------------------
+
+
+def _sink_settings() -> SinkSettings:
     from metalcast_sink.config import SinkSettings
 
-    settings = SinkSettings()
-    configure_logging(settings.log_level)
-    stats = run_until_signal(lambda stop: run_sink(settings, stop=stop, until_idle=until_idle))
-    typer.echo(f"sink: {stats}")
+    return SinkSettings()
+
+
+def _add_sink_app() -> None:
+    from metalcast_sink.cli import make_app
+
+    app.add_typer(make_app(_sink_settings), name="sink")
+
+
+_add_sink_app()
+
+
+# --- the trainer: `metalcast train [--once]` and `metalcast models ...` ------------------------
 
 
 def _trainer_settings() -> TrainerSettings:
@@ -187,13 +164,26 @@ def demo(
         bool, typer.Option(help="Also start Airflow; its UI address and login are printed.")
     ] = False,
     serve: Annotated[
-        bool, typer.Option(help="End by serving the API and dashboard until Ctrl-C.")
+        bool,
+        typer.Option(
+            help="End by running the system live (sink, trainer, API, a simulated feed) "
+            "until Ctrl-C."
+        ),
     ] = True,
+    live_hours: Annotated[
+        int, typer.Option(help="Hours the live feed publishes after the backfill.")
+    ] = 24,
+    tick_s: Annotated[
+        float, typer.Option(help="Seconds between the live feed's hours.", min=0.1)
+    ] = 5.0,
 ) -> None:
-    """Stack up → migrate → backfill → sink → train → serve the dashboard."""
+    """Stack up → migrate → backfill → sink → train, print every door, then run live:
+    sink and trainer as services, a simulated feed, the API and dashboard; Ctrl-C stops."""
     from metalcast.demo import run_demo
 
-    run_demo(hours=hours, with_airflow=with_airflow, serve=serve)
+    run_demo(
+        hours=hours, with_airflow=with_airflow, serve=serve, live_hours=live_hours, tick_s=tick_s
+    )
 
 
 # --- backups: `metalcast backup run|list|verify|restore|watch` --------------------------------
@@ -222,18 +212,16 @@ _add_backup_app()
 # --- the API and dashboard: `metalcast api` ---------------------------------------------------
 
 
-@app.command()
-def api(
-    host: Annotated[str | None, typer.Option(help="Default: METALCAST_API__HOST.")] = None,
-    port: Annotated[int | None, typer.Option(help="Default: METALCAST_API__PORT.")] = None,
-) -> None:
-    """Serve the HTTP API (/v1, /docs, /metrics) and the dashboard (/) with uvicorn."""
-    from metalcast_api.__main__ import serve
+def _api_settings() -> ApiSettings:
     from metalcast_api.config import ApiSettings
 
-    settings = ApiSettings()
-    if host is not None:
-        settings.api.host = host
-    if port is not None:
-        settings.api.port = port
-    serve(settings)  # prints the address it listens on
+    return ApiSettings()
+
+
+def _add_api_app() -> None:
+    from metalcast_api.cli import make_app
+
+    app.add_typer(make_app(_api_settings), name="api")
+
+
+_add_api_app()

@@ -1,10 +1,16 @@
-"""``metalcast demo``: the whole flow on the local stack: ingest, store, train, serve."""
+"""``metalcast demo``: the whole flow on the local stack: ingest, store, train, then keep it
+alive: the sink and the trainer run as services, a simulated feed publishes the last
+``live_hours`` hours one every ``tick_s`` seconds (then one an hour, as a real feed would),
+and the API serves the dashboard, so prices move and models retrain before the user's eyes.
+Ctrl-C stops everything."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import asyncpg
@@ -24,31 +30,150 @@ def _done(started: float, detail: str = "") -> None:
     typer.echo(f"    done in {time.monotonic() - started:.1f} s{'  ' + detail if detail else ''}")
 
 
-def run_demo(hours: int = 72, with_airflow: bool = False, serve: bool = True) -> None:
+def run_demo(
+    hours: int = 72,
+    with_airflow: bool = False,
+    serve: bool = True,
+    live_hours: int = 24,
+    tick_s: float = 5.0,
+) -> None:
     what = "PostgreSQL, Kafka, S3" + (", Airflow" if with_airflow else "")
     t = _step(f"starting the local stack ({what})")
-    stack.up(with_airflow=with_airflow)
+    stack.up(with_airflow=with_airflow, progress=typer.echo)
     # The demo is a composition root: every service below reads its settings from here.
     os.environ.update(stack.env())
     _done(t)
-    asyncio.run(_flow(hours))
-    _airflow_login()
-    _serve(serve)
+    live_hours = max(0, min(live_hours, hours - 24)) if serve else 0
+    asyncio.run(_flow(hours, live_hours))
+    _doors(with_airflow)
+    if not serve:
+        typer.secho("\nserve the dashboard: uv run metalcast api", bold=True)
+        return
+    from metalcast_core import run_until_signal
+
+    run_until_signal(lambda stop: _live(stop, live_hours, tick_s))
 
 
-def _airflow_login() -> None:
+def _doors(with_airflow: bool) -> None:
+    """Every door a user has, with its login."""
     from metalcast.stack import StackConfig, airflow
+    from metalcast.stack.minio import s3_settings
+    from metalcast_api.config import ApiSettings
 
     config = StackConfig.from_environ()
+    api = ApiSettings().api
+    base = f"http://{api.host}:{api.port}"
+    s3 = s3_settings(config)
+    env = stack.env(config)
+    typer.secho("\nDoors", bold=True)
+    typer.echo(f"  dashboard       {base}/")
+    typer.echo(f"  API docs        {base}/docs  (OpenAPI: {base}/openapi.json)")
+    typer.echo(
+        f"  MinIO console   http://{config.host}:{config.s3_console_port}/  user "
+        f"{s3.access_key_id.get_secret_value()}  password "
+        f"{s3.secret_access_key.get_secret_value()}"
+    )
     login = airflow.login(config)
-    if airflow.health(config) is None:
-        typer.echo(f"\nAirflow: not running (metalcast stack up --with-airflow; UI {login.url})")
-        return
-    typer.secho("\nAirflow (metalcast_backup every 6 h, metalcast_watch hourly)", bold=True)
-    typer.echo(f"  UI {login.url}  user {login.username}  password {login.password}")
+    if with_airflow and airflow.health(config) is not None:
+        typer.echo(
+            f"  Airflow UI      {login.url}  user {login.username}  password {login.password}"
+        )
+    else:
+        typer.echo(
+            "  Airflow UI      not started: make demo-airflow (metalcast demo --with-airflow)"
+        )
+    typer.echo(f"  PostgreSQL      psql '{env['METALCAST_POSTGRES__URL']}'")
+    kafka = env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"]
+    typer.echo(f"  Kafka           kcat -b {kafka} -C -t prices.ticks.v1")
+    typer.echo("  every variable  uv run metalcast stack env")
 
 
-async def _flow(hours: int) -> None:
+class _Server:  # uvicorn without its own signal handling: the demo's stop event rules
+    def __init__(self) -> None:
+        import uvicorn
+
+        from metalcast_api.app import create_app
+        from metalcast_api.config import ApiSettings
+
+        settings = ApiSettings()
+
+        class Quiet(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        self.server = Quiet(
+            uvicorn.Config(
+                create_app(settings),
+                host=settings.api.host,
+                port=settings.api.port,
+                log_level="warning",
+                access_log=False,
+            )
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        serving = asyncio.create_task(self.server.serve())
+        await stop.wait()
+        self.server.should_exit = True
+        await serving
+
+
+async def _live(stop: asyncio.Event, live_hours: int, tick_s: float) -> None:
+    """The system running until ``stop``: sink, trainer, API, and a simulated feed."""
+    from metalcast_sink.bootstrap import run_sink
+    from metalcast_sink.config import SinkSettings
+    from metalcast_trainer.bootstrap import run_trainer
+    from metalcast_trainer.config import TrainerSettings
+
+    typer.secho(
+        f"\n==> live: the sink and the trainer run as services; a simulated feed publishes "
+        f"the last {live_hours} h one every {tick_s:g} s, then one an hour; the dashboard "
+        f"moves and models retrain. Ctrl-C stops everything.",
+        bold=True,
+    )
+    tasks = [
+        asyncio.create_task(run_sink(SinkSettings(), stop=stop), name="sink"),
+        asyncio.create_task(run_trainer(TrainerSettings(), stop), name="trainer"),
+        asyncio.create_task(_Server().run(stop), name="api"),
+        asyncio.create_task(_feed(stop, live_hours, tick_s), name="feed"),
+    ]
+    done, _ = await asyncio.wait(
+        [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in done:
+        if task in tasks and task.exception() is not None:
+            typer.secho(f"{task.get_name()} stopped: {task.exception()!r}", fg="red", err=True)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    typer.echo("stopped: sink, trainer, API and the simulated feed")
+
+
+async def _feed(stop: asyncio.Event, live_hours: int, tick_s: float) -> None:
+    """Publish the simulated hours the backfill left out, one every ``tick_s`` seconds (each
+    labelled source ``simulated``), then poll the simulated source every hour."""
+    from metalcast_ingestor import bootstrap as ingestor
+    from metalcast_ingestor.config import IngestorSettings
+
+    settings = IngestorSettings()
+    end = ingestor.current_hour() + timedelta(hours=1)
+    for i in range(live_hours, 0, -1):
+        hour = end - timedelta(hours=i)
+        stats = await ingestor.backfill(settings, "simulated", hour, hour + timedelta(hours=1))
+        typer.echo(
+            f"    feed: {hour:%Y-%m-%d %H:%M} UTC, {stats['published']} simulated ticks published"
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), tick_s)
+        if stop.is_set():
+            return
+    live = settings.model_copy(
+        update={"ingest": settings.ingest.model_copy(update={"sources": ["simulated"]})}
+    )
+    await ingestor.schedule(live, ["simulated"], stop)
+
+
+async def _flow(hours: int, live_hours: int = 0) -> None:
     from metalcast_ingestor import bootstrap as ingestor
     from metalcast_ingestor.config import IngestorSettings
     from metalcast_sink.bootstrap import run_sink
@@ -65,7 +190,11 @@ async def _flow(hours: int) -> None:
 
     end = ingestor.current_hour() + timedelta(hours=1)
     start = end - timedelta(hours=hours)
-    t = _step(f"backfilling {hours} h of simulated prices for {', '.join(settings.ingest.symbols)}")
+    end -= timedelta(hours=live_hours)  # the live feed publishes the rest
+    t = _step(
+        f"backfilling {hours - live_hours} h of simulated prices for "
+        f"{', '.join(settings.ingest.symbols)}"
+    )
     stats = await ingestor.backfill(settings, "simulated", start, end)
     _done(t, f"{stats['published']} ticks published, {stats['dead_lettered']} dead-lettered")
 
@@ -111,17 +240,3 @@ async def _report(url: str) -> None:
             for m in METALS
         )
         typer.echo(f"  {r['ts']:%Y-%m-%d %H:%M}{cells}")
-
-
-def _serve(serve: bool) -> None:
-    """The last step: serve the API and the dashboard until Ctrl-C (or say how to)."""
-    from metalcast_api.__main__ import serve as serve_api
-    from metalcast_api.config import ApiSettings
-
-    settings = ApiSettings()
-    url = f"http://{settings.api.host}:{settings.api.port}/"
-    if not serve:
-        typer.secho(f"\ndashboard: run `uv run metalcast api`, then open {url}", bold=True)
-        return
-    typer.secho(f"\n==> serving the dashboard at {url} (API under /v1; Ctrl-C stops)", bold=True)
-    serve_api(settings)

@@ -331,7 +331,8 @@ async def test_restore_drill(
 def api_answers(pg: PostgresSettings, kafka: KafkaSettings, s3: S3Settings) -> object:
     """What the API answers about prices, production models and a forecast (the fields that
     do not move with the clock), from a real server on the restored database."""
-    from metalcast_api import ApiSettings, create_app
+    from metalcast_api import ApiSettings
+    from metalcast_api.app import create_app
     from tests.support import ServerThread
 
     settings = ApiSettings(environment="test", postgres=pg, kafka=kafka, s3=s3)

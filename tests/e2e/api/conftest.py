@@ -27,7 +27,8 @@ import pytest
 from pydantic import SecretStr
 
 from metalcast.stack.kafka import wait_for_topics
-from metalcast_api import ApiSection, ApiSettings, create_app
+from metalcast_api import ApiSection, ApiSettings
+from metalcast_api.app import create_app
 from metalcast_core import (
     ALL_TOPICS,
     METAL_SYMBOLS,

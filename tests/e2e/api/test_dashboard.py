@@ -114,3 +114,21 @@ def _check_production_panel(dom: str, model: dict[str, object]) -> None:
     assert f"({model['window_hours']} h, {model['n_observations']} values)" in text, text
     assert f"{summary['mase']:.3f} · {summary['mae_ratio']:.2f}\u00d7 naive" in text, text
     assert f"{_pct(summary['coverage_80'])} · {_pct(summary['coverage_95'])}" in text, text
+
+
+def test_api_docs_render_from_local_files_in_chromium(world: World) -> None:
+    """/docs is Swagger UI served by the API itself: no CDN, every endpoint rendered."""
+    page = httpx.get(f"{world.url}/docs", timeout=10)
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(
+        r"url: '([^']+)'", page.text
+    )
+    assert assets
+    assert not [a for a in assets if a.startswith(("http://", "https://", "//"))], assets
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert httpx.get(f"{world.url}/static/swagger-ui/{asset}").status_code == 200
+
+    dom = _run(["--dump-dom", f"{world.url}/docs"])
+    rendered = set(re.findall(r'data-path="([^"]+)"', dom))
+    assert "/v1/models/{symbol}/backtest" in rendered, sorted(rendered)[:20]
+    assert "/v1/forecasts/{symbol}" in rendered or any("forecast" in p for p in rendered)

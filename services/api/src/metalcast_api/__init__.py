@@ -1,6 +1,9 @@
-"""metalcast's HTTP API: prices, models, forecasts, operations, a live stream, a dashboard."""
+"""metalcast's HTTP API: prices, models, forecasts, operations, a live stream, a dashboard.
 
-from metalcast_api.app import create_app
+``create_app`` lives in :mod:`metalcast_api.app`; importing this package stays cheap so that
+the command line can mount the API's front door without loading FastAPI and the models.
+"""
+
 from metalcast_api.config import ApiSection, ApiSettings
 
-__all__ = ["ApiSection", "ApiSettings", "create_app"]
+__all__ = ["ApiSection", "ApiSettings"]

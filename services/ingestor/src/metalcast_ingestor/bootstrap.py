@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +26,9 @@ def configure(settings: IngestorSettings) -> None:
     configure_logging(settings.log_level)
 
 
-def parse_instant(value: str) -> datetime:
-    """An ISO-8601 date or date-time; naive means UTC. ``ValueError`` with a reason."""
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not an ISO-8601 date or date-time") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def current_hour() -> datetime:
+    """The start of the current UTC hour (a backfill's default end is one hour after it)."""
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def backfill_window(
-    days: float | None, start: str | None, end: str | None
-) -> tuple[datetime, datetime]:
-    """``[start, end)`` of a backfill: ``end`` defaults to the end of the current hour,
-    ``start`` to ``days`` before ``end``. ``ValueError`` with a reason if it makes no range."""
-    stop_at = parse_instant(end) if end else current_hour() + timedelta(hours=1)
-    if start:
-        begin = parse_instant(start)
-    elif days is not None:
-        begin = stop_at - timedelta(days=days)
-    else:
-        raise ValueError("a backfill needs --from or --days")
-    if begin >= stop_at:
-        raise ValueError("--from must be before --to")
-    return begin, stop_at
 
 
 def _params(settings: IngestorSettings) -> SourceParams:

@@ -1,20 +1,15 @@
-"""``metalcast-sink``: consume ``prices.ticks.v1`` into PostgreSQL until stopped."""
+"""``metalcast-sink``: the sink's entry point (settings from the environment)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-
-from metalcast_core import configure_logging, run_until_signal
-from metalcast_sink.bootstrap import run_sink
+from metalcast_sink.cli import make_app
 from metalcast_sink.config import SinkSettings
+
+app = make_app(SinkSettings)
 
 
 def main() -> None:
-    settings = SinkSettings()
-    configure_logging(settings.log_level)
-    stats = run_until_signal(lambda stop: run_sink(settings, stop=stop))
-    print(json.dumps(dataclasses.asdict(stats)), flush=True)
+    app()
 
 
 if __name__ == "__main__":
