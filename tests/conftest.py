@@ -86,7 +86,7 @@ class Stack:
 def _use_testcontainers() -> bool:
     if os.environ.get("METALCAST_TEST_STACK") != "testcontainers":
         return False
-    from metalcast.stack.containers import docker_available
+    from tests.container_stack import docker_available
 
     if not docker_available():
         pytest.fail("METALCAST_TEST_STACK=testcontainers but `docker info` fails: no Docker engine")
@@ -97,7 +97,7 @@ def _use_testcontainers() -> bool:
 def stack() -> Iterator[Stack]:
     """The servers, started once per session (or found running)."""
     if _use_testcontainers():
-        from metalcast.stack.containers import ContainerStack
+        from tests.container_stack import ContainerStack
 
         containers = ContainerStack()
         env = containers.start()

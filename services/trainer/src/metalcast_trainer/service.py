@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import ConsumerRecord
 
 from metalcast_core import (
     BATCH_LOADED,
@@ -20,18 +22,46 @@ from metalcast_core import (
 )
 from metalcast_models.registry import PointerMove
 from metalcast_trainer.config import TrainerSettings
-from metalcast_trainer.runner import RunReport, TrainingRunner
+from metalcast_trainer.runner import RunReport
 
 log = logging.getLogger(__name__)
+
+
+class EventSource(Protocol):
+    """What the loop needs of a Kafka consumer (aiokafka's; a fake in unit tests)."""
+
+    async def getmany(
+        self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None
+    ) -> Mapping[Any, list[ConsumerRecord[bytes, bytes]]]: ...
+
+    async def commit(self) -> None: ...
+
+
+class Sender(Protocol):
+    """What publishing needs of a Kafka producer."""
+
+    async def send_and_wait(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None
+    ) -> Any: ...
+
+
+class Runner(Protocol):
+    """What the loop needs of :class:`TrainingRunner`."""
+
+    async def wants(self, events: Sequence[BatchLoaded]) -> str | None: ...
+
+    async def run(
+        self, trigger: str, batch_id: uuid.UUID | None = None, events: int = 0
+    ) -> RunReport: ...
 
 
 class Trainer:
     def __init__(
         self,
         settings: TrainerSettings,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        runner: TrainingRunner,
+        consumer: EventSource,
+        producer: Sender,
+        runner: Runner,
     ) -> None:
         self._settings = settings
         self._consumer = consumer
@@ -74,7 +104,7 @@ class Trainer:
 
 
 async def publish_report(
-    producer: AIOKafkaProducer, kafka: KafkaSettings, report: RunReport, batch: BatchLoaded | None
+    producer: Sender, kafka: KafkaSettings, report: RunReport, batch: BatchLoaded | None
 ) -> None:
     """Publish ``models.production.v1`` for every pointer the run moved, then
     ``models.trained.v1`` for the recorded run (key: the run id)."""
@@ -96,7 +126,7 @@ async def publish_report(
 
 
 async def publish_moves(
-    producer: AIOKafkaProducer, kafka: KafkaSettings, moves: Sequence[PointerMove]
+    producer: Sender, kafka: KafkaSettings, moves: Sequence[PointerMove]
 ) -> None:
     """``models.production.v1`` for each pointer move (key: the symbol)."""
     for move in moves:

@@ -3,7 +3,8 @@
 The images are the ones compose.yaml runs: ``postgres:18``, ``apache/kafka:4.1.1`` and
 ``quay.io/minio/minio`` (same tag). The test suite uses them when
 ``METALCAST_TEST_STACK=testcontainers`` and ``docker info`` succeeds. ``testcontainers`` is a
-development dependency: imported lazily.
+development dependency: imported lazily. Test-only code: it lives under ``tests/``, never in a
+shipped package.
 """
 
 from __future__ import annotations
