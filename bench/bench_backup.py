@@ -28,9 +28,9 @@ from pathlib import Path
 import asyncpg
 
 from metalcast import stack
+from metalcast_backup.bootstrap import build_service
 from metalcast_backup.config import BackupSection, BackupSettings
 from metalcast_backup.dump import PgTarget
-from metalcast_backup.service import BackupService
 from metalcast_core import METALS, PostgresSettings, S3Settings, make_s3_client, migrate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ async def main(ticks: int, models: int, repeat: int) -> None:
                 Key=f"models/{metal.symbol}/{i // 4 + 1}/{metal.ticker}.zip",
                 Body=os.urandom(11_000),
             )
-        service = BackupService(settings, client)
+        service = build_service(settings, client=client)
         plain, backups, verifies, sizes = [], [], [], {}
         for _ in range(repeat):
             seconds, sizes["plain"] = _plain_pg_dump(settings)

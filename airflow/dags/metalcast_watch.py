@@ -1,8 +1,9 @@
 """metalcast_watch: hourly, fail loudly when the pipeline is unhealthy.
 
-Stale ticks of any metal, a failed last training run, the sink's or the trainer's consumer
-lag over its threshold, or the dead-letter topic growing: the task fails and its log lists
-every reason. Thresholds: METALCAST_WATCH__* (metalcast_backup.config.WatchSection).
+Stale ticks of any metal, a failed last training run or a stuck one, the sink's or the
+trainer's consumer lag over its threshold, or the dead-letter topic growing: the task fails and
+its log lists every reason. Thresholds: METALCAST_WATCH__* (metalcast_watch.config.WatchSection).
+Thin: no I/O at import; the task imports metalcast_watch inside its function.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def metalcast_watch() -> None:
     @task(execution_timeout=timedelta(minutes=10))
     def check_pipeline() -> str:
         """Raises WatchFailed, listing every problem, when a check fails."""
-        from metalcast_backup import tasks
+        from metalcast_watch import tasks
 
         return tasks.check_pipeline()
 

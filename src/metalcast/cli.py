@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from metalcast_ingestor.config import IngestorSettings
     from metalcast_sink.config import SinkSettings
     from metalcast_trainer.config import TrainerSettings
+    from metalcast_watch.config import WatchSettings
 
 app = typer.Typer(no_args_is_help=True, help="metalcast: precious-metal prices, end to end.")
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack of real servers.")
@@ -186,7 +187,7 @@ def demo(
     )
 
 
-# --- backups: `metalcast backup run|list|verify|restore|watch` --------------------------------
+# --- backups: `metalcast backup run|list|verify|restore` --------------------------------------
 
 
 def _backup_settings() -> BackupSettings:
@@ -207,6 +208,24 @@ def _add_backup_app() -> None:
 
 
 _add_backup_app()
+
+
+# --- the pipeline watch: `metalcast watch` ----------------------------------------------------
+
+
+def _watch_settings() -> WatchSettings:
+    from metalcast_watch.config import WatchSettings
+
+    return WatchSettings()
+
+
+def _add_watch_app() -> None:
+    from metalcast_watch.cli import make_app
+
+    app.add_typer(make_app(_watch_settings), name="watch")
+
+
+_add_watch_app()
 
 
 # --- the API and dashboard: `metalcast api` ---------------------------------------------------

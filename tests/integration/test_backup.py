@@ -22,9 +22,10 @@ from typer.testing import CliRunner
 from metalcast.stack import StackConfig, postgres_bin_dir
 from metalcast.stack.minio import MinIO, S3Server, s3_settings
 from metalcast.stack.seaweedfs import SeaweedFS
+from metalcast_backup.bootstrap import build_service
 from metalcast_backup.config import BackupSection, BackupSettings
 from metalcast_backup.dump import PgTarget, count_rows_in, database_exists, drop_database
-from metalcast_backup.service import BackupFailed, BackupService, RefusedError
+from metalcast_backup.service import BackupFailed, RefusedError
 from metalcast_core import METALS, KafkaSettings, PostgresSettings, S3Settings, make_s3_client
 from tests.conftest import Stack
 
@@ -139,7 +140,7 @@ async def test_a_backup_is_complete_verified_and_recorded(
     client = make_s3_client(s3_settings)
     await seed_ticks(pg_settings, 5_000)
     files = await seed_training(pg_settings, s3_settings, client)
-    service = BackupService(backup_settings(pg_settings, s3_settings), client)
+    service = build_service(backup_settings(pg_settings, s3_settings), client=client)
 
     manifest, verification, plan = await service.run_verify_prune()
 
@@ -200,7 +201,7 @@ async def test_twenty_five_backups_leave_exactly_the_newest_twenty(
     client = make_s3_client(s3_settings)
     await seed_ticks(pg_settings, 200)
     await seed_training(pg_settings, s3_settings, client)
-    service = BackupService(backup_settings(pg_settings, s3_settings), client)
+    service = build_service(backup_settings(pg_settings, s3_settings), client=client)
     made = []
     for _ in range(25):
         manifest, _, _ = await service.run_verify_prune()
@@ -218,7 +219,7 @@ async def test_twenty_five_backups_leave_exactly_the_newest_twenty(
 async def test_verify_and_restore_refuse_the_live_database(
     pg_settings: PostgresSettings, s3_settings: S3Settings
 ) -> None:
-    service = BackupService(backup_settings(pg_settings, s3_settings))
+    service = build_service(backup_settings(pg_settings, s3_settings))
     manifest = await service.run()
     live = PgTarget(pg_settings.url).database
     with pytest.raises(RefusedError, match="live database"):
@@ -381,7 +382,7 @@ async def test_a_backup_that_fails_halfway_deletes_nothing_and_is_marked_failed(
     client = make_s3_client(s3)
     await seed_ticks(pg_settings, 300_000)  # pg_dump takes a while: time to pull the plug
     await seed_training(pg_settings, s3, client)
-    service = BackupService(backup_settings(pg_settings, s3, keep=1), client)
+    service = build_service(backup_settings(pg_settings, s3, keep=1), client=client)
     for _ in range(2):
         await service.run_verify_prune()
     survivors = service.store.backup_ids()

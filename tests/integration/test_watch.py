@@ -8,18 +8,17 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from metalcast_backup.config import BackupSettings, WatchSection
-from metalcast_backup.watch import WatchFailed, watch
 from metalcast_core import BATCH_LOADED, TICKS_DLQ, KafkaSettings, PostgresSettings
+from metalcast_watch import WatchFailed, WatchSection, WatchSettings, watch
 from tests.integration.test_backup import seed_ticks
 from tests.support import produce_raw
 
 pytestmark = pytest.mark.integration
 
 
-def _settings(pg: PostgresSettings, kafka: KafkaSettings) -> BackupSettings:
+def _settings(pg: PostgresSettings, kafka: KafkaSettings) -> WatchSettings:
     suffix = uuid.uuid4().hex[:8]
-    return BackupSettings(
+    return WatchSettings(
         postgres=pg,
         kafka=kafka,
         watch=WatchSection(
@@ -38,11 +37,17 @@ async def test_watch_passes_on_fresh_data_and_fails_loudly_on_each_problem(
     await seed_ticks(pg_settings, 400)  # every metal, newest now
     assert await watch(settings) == []
 
-    # A dead letter, a lagging trainer and a failed training run: all three named.
+    # A dead letter, a lagging trainer, a run stuck for two hours and a failed last training
+    # run: all four named.
     await produce_raw(kafka_settings, TICKS_DLQ, [(b"k", b"{}")])
     await produce_raw(kafka_settings, BATCH_LOADED, [(b"k", b"{}")] * 3)
     conn = await asyncpg.connect(pg_settings.url)
     try:
+        stuck = await conn.fetchval(
+            "INSERT INTO ml.training_runs (trigger, family, x_size, y_size, status, started_at) "
+            "VALUES ('manual', 'arima', 12, 1, 'running', now() - interval '2 hours') "
+            "RETURNING id"
+        )
         await conn.execute(
             "INSERT INTO ml.training_runs (trigger, family, x_size, y_size, status, error) "
             "VALUES ('manual', 'arima', 12, 1, 'failed', 'all fits diverged')"
@@ -56,6 +61,7 @@ async def test_watch_passes_on_fresh_data_and_fails_loudly_on_each_problem(
     assert "grew by 1" in text
     assert f"trainer ({settings.watch.trainer_group}) lags 3" in text
     assert "all fits diverged" in text
+    assert f"training run #{stuck} is stuck: running for 120 min" in text
     # The DLQ figure is remembered: no new dead letters, no DLQ complaint.
     with pytest.raises(WatchFailed) as again:
         await watch(settings)

@@ -1,9 +1,9 @@
 """Apache Airflow 3 for the local stack: api-server, scheduler, dag-processor, triggerer.
 
 Airflow lives in a virtual environment of its own (``<cache>/airflow-<version>-py3.X``, made
-with ``uv venv`` + ``uv pip install``), beside ``metalcast-core`` and ``metalcast-backup``
-installed editable from this repository, so its tasks run our code and our venv stays free
-of Airflow's dependencies. Metadata lives in the stack's PostgreSQL (database ``airflow``).
+with ``uv venv`` + ``uv pip install``), beside ``metalcast-core``, ``metalcast-backup`` and
+``metalcast-watch`` installed editable from this repository, so its tasks run our code and our
+venv stays free of Airflow's dependencies. Metadata lives in the stack's PostgreSQL (database ``airflow``).
 Every component listens on 127.0.0.1 only: no ``airflow standalone`` (it opens log servers on
 all interfaces); the scheduler and triggerer run with ``--skip-serve-logs`` (logs are local
 files the api-server reads). The UI is ``http://127.0.0.1:<airflow_port>``; user ``admin``,
@@ -94,7 +94,7 @@ def install(config: StackConfig, log: Path) -> float:
     venv = venv_dir(config)
     repo = repo_root()
     stamp = venv / ".metalcast-installed"
-    wanted = f"{VERSION} {repo}\n"
+    wanted = f"{VERSION} {repo} core,backup,watch\n"  # a new package here: reinstall
     log.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(config.cache_dir / f".airflow-{VERSION}.lock"):
         if stamp.is_file() and stamp.read_text() == wanted:
@@ -122,6 +122,8 @@ def install(config: StackConfig, log: Path) -> float:
                 str(repo / "libs" / "metalcast-core"),
                 "-e",
                 str(repo / "services" / "backup"),
+                "-e",
+                str(repo / "services" / "watch"),
             ],
             log,
             env=env,

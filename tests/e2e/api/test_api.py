@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from metalcast_api.app import create_app
 from metalcast_core import METAL_SYMBOLS, PriceTick
 from metalcast_models.backtest import INTERVAL_METHOD
 from tests.e2e.api.conftest import API_KEY, HISTORY_HOURS, World, api_settings, isolated
@@ -230,9 +231,7 @@ async def test_no_model_yet_answers_409_and_404(stack: object, pg_template: str)
     from tests.support import ServerThread
 
     async with isolated(stack, pg_template) as (pg, kafka, s3):
-        with ServerThread(
-            __import__("metalcast_api").create_app(api_settings(pg, kafka, s3))
-        ) as server:
+        with ServerThread(create_app(api_settings(pg, kafka, s3))) as server:
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
                 r = await c.get("/v1/forecasts/XAG", params={"horizon": 5})
                 assert r.status_code == 409

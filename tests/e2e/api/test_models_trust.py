@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from metalcast_api.forecasts.cache import COLUMNS, UNCALIBRATED, calibrate, load_model
+from metalcast_api.resources.forecasts import COLUMNS, UNCALIBRATED, calibrate, load_model
 from metalcast_core import PRODUCTION_CHANGED, ProductionChanged, make_s3_client
 from metalcast_models import registry
 from metalcast_models.backtest import INTERVAL_METHOD

@@ -1,4 +1,5 @@
-"""Topic registry: each topic is bound to exactly one event type, here and nowhere else."""
+"""Topic registry: each topic is bound to exactly one event type, here and nowhere else; and
+the consumer groups that read them, named once."""
 
 from __future__ import annotations
 
@@ -67,3 +68,8 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
     MODELS_TRAINED,
     PRODUCTION_CHANGED,
 )
+
+# Consumer groups, named once: the services' default ``group_id`` and the watch's lag checks
+# read these. SINK_GROUP consumes TICKS; TRAINER_GROUP consumes BATCH_LOADED.
+SINK_GROUP = "metalcast-sink"
+TRAINER_GROUP = "metalcast-trainer"

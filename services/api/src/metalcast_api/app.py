@@ -1,12 +1,11 @@
-"""The composition root: ``create_app(settings)`` builds the app; its lifespan owns the
-PostgreSQL pool, the S3 client, the forecast cache, the Kafka consumer of the stream and the
-producer of ``models.production.v1``."""
+"""The composition root: ``create_app(settings)`` builds the app and mounts the feature
+routers; its lifespan owns the long-lived resources (``metalcast_api.resources``: the
+PostgreSQL pool, the S3 client, the forecast cache, the event hub with the stream's Kafka
+consumer, the latest-prices cache and the producer of ``models.production.v1``)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -16,20 +15,13 @@ from fastapi.staticfiles import StaticFiles
 from metalcast_api.config import ApiSettings
 from metalcast_api.dashboard.views import STATIC_DIR
 from metalcast_api.dashboard.views import router as dashboard_router
-from metalcast_api.events import ProductionEvents
-from metalcast_api.forecasts.cache import ForecastCache
 from metalcast_api.forecasts.views import router as forecasts_router
 from metalcast_api.metrics import ApiMetrics, MetricsMiddleware
 from metalcast_api.models.views import router as models_router
 from metalcast_api.ops.views import router as ops_router
-from metalcast_api.prices.service import LatestCache
 from metalcast_api.prices.views import router as prices_router
-from metalcast_api.state import ApiState
-from metalcast_api.stream.hub import EventHub
+from metalcast_api.resources import open_resources
 from metalcast_api.stream.views import router as stream_router
-from metalcast_core import ModelsTrained, ProductionChanged, create_pool, make_s3_client
-
-log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Precious-metal prices (XAU, XAG, XPT, XPD in USD), the models trained on them, and their
@@ -40,11 +32,6 @@ Errors answer `{"detail": "<reason>"}`, except 422 (`{"detail": [{"loc", "msg", 
 Rollback and unpin need the API key (`X-API-Key`).
 """
 
-# How long start-up waits for the stream's Kafka consumer before serving without it
-# (/readyz then says Kafka is not reachable; the consumer keeps retrying).
-KAFKA_START_WAIT_S = 10.0
-
-
 SWAGGER_PREFIX = "/static/swagger-ui"
 
 
@@ -53,7 +40,7 @@ def _local_docs(app: FastAPI) -> None:
     docs work on a machine without internet (FastAPI's default loads them from a CDN)."""
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse
-    from swagger_ui_bundle import swagger_ui_path
+    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
     app.mount(SWAGGER_PREFIX, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
 
@@ -74,65 +61,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.postgres)
-        tasks: list[asyncio.Task[None]] = []
-        events = ProductionEvents(settings.kafka, settings.api.publish_timeout_s)
-        try:
-            s3 = make_s3_client(settings.s3)
-            forecasts = ForecastCache(
-                s3, pool, metrics, settings.api.max_horizon_h, settings.api.pointer_ttl_s
-            )
-
-            async def on_models_trained(event: ModelsTrained) -> None:
-                forecasts.pointers.invalidate()
-                loaded = await forecasts.refresh()
-                log.info("models.trained.v1 run %d: preloaded %s", event.run_id, loaded or "-")
-
-            async def on_production_changed(event: ProductionChanged) -> None:
-                forecasts.pointers.invalidate()
-                loaded = await forecasts.refresh()
-                log.info(
-                    "models.production.v1 %s %s v%d: preloaded %s",
-                    event.action,
-                    event.symbol,
-                    event.to_version,
-                    loaded or "-",
-                )
-
-            hub = EventHub(
-                settings.kafka,
-                metrics,
-                settings.api.stream_buffer,
-                on_models_trained,
-                on_production_changed,
-            )
-            app.state.api = ApiState(
-                settings=settings,
-                pool=pool,
-                s3=s3,
-                metrics=metrics,
-                forecasts=forecasts,
-                hub=hub,
-                latest=LatestCache(settings.api.latest_cache_s),
-                events=events,
-            )
-            tasks.append(asyncio.create_task(hub.run(), name="stream-consumer"))
-            tasks.append(
-                asyncio.create_task(
-                    forecasts.watch_pointers(settings.api.pointer_check_s), name="pointer-check"
-                )
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(hub.started.wait(), KAFKA_START_WAIT_S)
+        async with open_resources(settings, metrics) as resources:
+            app.state.api = resources
             yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await events.stop()
-            await pool.close()
 
     app = FastAPI(
         title="metalcast API",

@@ -1,4 +1,5 @@
-"""``Annotated`` dependency aliases: handlers name what they need, the lifespan provides it.
+"""``Annotated`` dependency aliases: handlers name what they need, the lifespan provides it
+(:class:`metalcast_api.resources.Resources` on ``app.state.api``).
 
 Every dependency is ``async def``: FastAPI runs plain ``def`` dependencies in a thread pool,
 a thread hop per dependency per request for what are attribute reads.
@@ -16,35 +17,35 @@ from fastapi.security import APIKeyHeader
 
 from metalcast_api.config import ApiSettings
 from metalcast_api.errors import metal_or_404
-from metalcast_api.events import ProductionEvents
-from metalcast_api.forecasts.cache import ForecastCache
 from metalcast_api.metrics import ApiMetrics
-from metalcast_api.state import ApiState
-from metalcast_api.stream.hub import EventHub
+from metalcast_api.resources import Resources
+from metalcast_api.resources.events import ProductionEvents
+from metalcast_api.resources.forecasts import ForecastCache
+from metalcast_api.resources.hub import EventHub
 from metalcast_core import Metal
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
-async def get_state(request: Request) -> ApiState:
-    state: ApiState = request.app.state.api
-    return state
+async def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.api
+    return resources
 
 
-StateDep = Annotated[ApiState, Depends(get_state)]
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-async def get_settings(state: StateDep) -> ApiSettings:
+async def get_settings(state: ResourcesDep) -> ApiSettings:
     return state.settings
 
 
-async def get_conn(state: StateDep) -> AsyncIterator[asyncpg.Connection]:
+async def get_conn(state: ResourcesDep) -> AsyncIterator[asyncpg.Connection]:
     async with state.pool.acquire() as conn:
         yield conn
 
 
-async def get_s3(state: StateDep) -> S3Client:
+async def get_s3(state: ResourcesDep) -> S3Client:
     return state.s3
 
 
@@ -54,19 +55,19 @@ else:  # the stubs (mypy_boto3_s3) are a development dependency: FastAPI sees An
     S3Dep = Annotated[Any, Depends(get_s3)]
 
 
-async def get_metrics(state: StateDep) -> ApiMetrics:
+async def get_metrics(state: ResourcesDep) -> ApiMetrics:
     return state.metrics
 
 
-async def get_forecasts(state: StateDep) -> ForecastCache:
+async def get_forecasts(state: ResourcesDep) -> ForecastCache:
     return state.forecasts
 
 
-async def get_hub(state: StateDep) -> EventHub:
+async def get_hub(state: ResourcesDep) -> EventHub:
     return state.hub
 
 
-async def get_events(state: StateDep) -> ProductionEvents:
+async def get_events(state: ResourcesDep) -> ProductionEvents:
     return state.events
 
 

@@ -1,17 +1,12 @@
-"""metalcast-backup: verified backups of PostgreSQL and the model files, and the pipeline watch."""
+"""metalcast-backup: verified backups of PostgreSQL and the model files."""
 
-from metalcast_backup.config import BackupSection, BackupSettings, WatchSection
+from metalcast_backup.bootstrap import build_service
+from metalcast_backup.config import BackupSection, BackupSettings
+from metalcast_backup.errors import BackupError, BackupFailed, RefusedError, VerifyFailed
 from metalcast_backup.manifest import Manifest, ModelFile, Verification
+from metalcast_backup.restore import RestoreReport
 from metalcast_backup.retention import BackupState, RetentionPlan, plan_retention
-from metalcast_backup.service import (
-    BackupError,
-    BackupFailed,
-    BackupService,
-    RefusedError,
-    RestoreReport,
-    VerifyFailed,
-)
-from metalcast_backup.watch import WatchFailed, watch
+from metalcast_backup.service import BackupService
 
 __all__ = [
     "BackupError",
@@ -27,8 +22,6 @@ __all__ = [
     "RetentionPlan",
     "Verification",
     "VerifyFailed",
-    "WatchFailed",
-    "WatchSection",
+    "build_service",
     "plan_retention",
-    "watch",
 ]

@@ -33,12 +33,12 @@ def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
     )
 
     def _service() -> BackupService:
-        from metalcast_backup.service import BackupService
+        from metalcast_backup.bootstrap import build_service
         from metalcast_core import configure_logging
 
         settings = settings_factory()
         configure_logging(settings.log_level)
-        return BackupService(settings)
+        return build_service(settings)
 
     @app.command("run")
     def run(
@@ -47,7 +47,7 @@ def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
         ] = True,
     ) -> None:
         """Back up the whole database and every model file; verify; keep the newest N."""
-        from metalcast_backup.service import BackupError
+        from metalcast_backup.errors import BackupError
 
         service = _service()
         try:
@@ -89,7 +89,8 @@ def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
     @app.command("verify")
     def verify_(backup_id: str) -> None:
         """Restore into a scratch database, compare row counts and model sha256s, drop it."""
-        from metalcast_backup.service import BackupError, verification_message
+        from metalcast_backup.errors import BackupError
+        from metalcast_backup.verify import verification_message
 
         service = _service()
         try:
@@ -116,7 +117,7 @@ def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
         models: Annotated[bool, typer.Option(help="Also put the model files back.")] = True,
     ) -> None:
         """Restore a backup into a database and the model files into the models bucket."""
-        from metalcast_backup.service import BackupError
+        from metalcast_backup.errors import BackupError
 
         service = _service()
         try:
@@ -128,18 +129,5 @@ def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
             typer.echo(line)
         if report.problems:
             raise typer.Exit(1)
-
-    @app.command("watch")
-    def watch_() -> None:
-        """Check the pipeline (stale ticks, failed training, consumer lag, DLQ growth)."""
-        from metalcast_backup.watch import WatchFailed, watch
-
-        settings: BackupSettings = settings_factory()
-        try:
-            asyncio.run(watch(settings))
-        except WatchFailed as exc:
-            typer.secho(str(exc), fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from exc
-        typer.echo("metalcast watch: all checks passed")
 
     return app

@@ -1,7 +1,6 @@
-"""The backup service's one settings object: the ``backup`` and ``watch`` sections.
+"""The backup service's one settings object: the ``backup`` section.
 
-e.g. ``METALCAST_BACKUP__KEEP``, ``METALCAST_BACKUP__PG_BIN_DIR``,
-``METALCAST_WATCH__MAX_TICK_AGE_MINUTES``.
+e.g. ``METALCAST_BACKUP__KEEP``, ``METALCAST_BACKUP__PG_BIN_DIR``.
 """
 
 from __future__ import annotations
@@ -53,21 +52,5 @@ class BackupSection(BaseModel):
         return found
 
 
-class WatchSection(BaseModel):
-    # The newest tick of every metal must be younger than this.
-    max_tick_age_minutes: float = Field(default=180.0, gt=0)
-    sink_group: str = "metalcast-sink"
-    trainer_group: str = "metalcast-trainer"
-    max_sink_lag: int = Field(default=10_000, ge=0)
-    max_trainer_lag: int = Field(default=10, ge=0)
-    # Whether a last training run that failed fails the watch.
-    fail_on_failed_training: bool = True
-    # A training run still 'running' after this long is stuck (its trainer died or hangs).
-    max_run_minutes: float = Field(default=30.0, gt=0)
-    # Whether the dead-letter topic growing since the previous watch run fails the watch.
-    fail_on_dlq_growth: bool = True
-
-
 class BackupSettings(ServiceSettings):
     backup: BackupSection = BackupSection()
-    watch: WatchSection = WatchSection()

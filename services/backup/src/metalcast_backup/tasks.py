@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from metalcast_backup.bootstrap import build_service
 from metalcast_backup.config import BackupSettings
-from metalcast_backup.service import BackupService, VerifyFailed, verification_message
-from metalcast_backup.watch import watch
+from metalcast_backup.errors import VerifyFailed
+from metalcast_backup.verify import verification_message
 
 
 def backup(settings: BackupSettings | None = None) -> str:
     """Make a backup; its id (for the verify task)."""
-    service = BackupService(settings or BackupSettings())
+    service = build_service(settings or BackupSettings())
     manifest = asyncio.run(service.run())
     print(
         f"backup {manifest.backup_id} complete: {len(manifest.tables)} tables, "
@@ -28,7 +29,7 @@ def backup(settings: BackupSettings | None = None) -> str:
 
 def verify(backup_id: str, settings: BackupSettings | None = None) -> dict[str, Any]:
     """Verify the backup; raises :class:`VerifyFailed` if it does not restore exactly."""
-    service = BackupService(settings or BackupSettings())
+    service = build_service(settings or BackupSettings())
     verification = asyncio.run(service.verify(backup_id))
     if verification.status != "passed":
         raise VerifyFailed(verification_message(backup_id, verification))
@@ -41,14 +42,7 @@ def verify(backup_id: str, settings: BackupSettings | None = None) -> dict[str, 
 
 def prune(backup_id: str, settings: BackupSettings | None = None) -> dict[str, Any]:
     """Apply retention now that ``backup_id`` is complete and verified."""
-    service = BackupService(settings or BackupSettings())
+    service = build_service(settings or BackupSettings())
     plan = asyncio.run(service.prune(backup_id))
     print(f"retention: {plan.reason}; deleted {list(plan.delete) or 'nothing'}")
     return {"kept": list(plan.keep), "deleted": list(plan.delete), "reason": plan.reason}
-
-
-def check_pipeline(settings: BackupSettings | None = None) -> str:
-    """The watch; raises :class:`~metalcast_backup.watch.WatchFailed` listing every problem."""
-    asyncio.run(watch(settings or BackupSettings()))
-    print("metalcast watch: all checks passed")
-    return "ok"

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from metalcast_core import METALS, ServiceSettings
+from metalcast_core import METALS, TRAINER_GROUP, ServiceSettings
 from metalcast_models import FAMILIES
 from metalcast_models.backtest import Candidate, Rules, make_candidate
 
@@ -41,7 +41,7 @@ class TrainerSection(BaseModel):
     # A misspelt or retired setting (FAMILY, HYPERPARAMETERS: now CANDIDATES) is an error.
     model_config = ConfigDict(extra="forbid")
 
-    group_id: str = "metalcast-trainer"
+    group_id: str = TRAINER_GROUP
     # Champion/challenger: every candidate is backtested each run, e.g.
     # METALCAST_TRAINER__CANDIDATES='[{"family": "arima", "hyperparameters": {"order": [2,1,0]}},
     #                                  "naive", "theta"]'

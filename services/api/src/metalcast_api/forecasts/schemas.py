@@ -6,16 +6,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from metalcast_api.resources.forecasts import ForecastStep
 from metalcast_models.backtest import INTERVAL_METHOD
 
-
-class ForecastStep(BaseModel):
-    ts: datetime = Field(description="The UTC hour this step predicts")
-    point: float
-    lower_80: float
-    upper_80: float
-    lower_95: float
-    upper_95: float
+__all__ = ["ForecastModel", "ForecastRead", "ForecastStep"]
 
 
 class ForecastModel(BaseModel):

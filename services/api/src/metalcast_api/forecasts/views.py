@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, Response
 
 from metalcast_api.deps import ForecastsDep, MetalDep, SettingsDep
 from metalcast_api.errors import Instant, as_utc, conflict, responses, unavailable, unprocessable
-from metalcast_api.forecasts.cache import ModelUnavailable
 from metalcast_api.forecasts.schemas import ForecastModel, ForecastRead
 from metalcast_api.forecasts.service import StepsProblem, check_choice, stale_hours, steps_for
+from metalcast_api.resources.forecasts import ModelUnavailable
 
 router = APIRouter(prefix="/v1/forecasts", tags=["forecasts"])
 

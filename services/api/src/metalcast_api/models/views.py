@@ -23,8 +23,6 @@ from metalcast_api.deps import (
     SettingsDep,
 )
 from metalcast_api.errors import conflict, not_found, responses, unavailable
-from metalcast_api.events import ProductionEvents
-from metalcast_api.forecasts.cache import ForecastCache, ModelUnavailable
 from metalcast_api.models import service
 from metalcast_api.models.schemas import (
     ArtifactUrlRead,
@@ -40,6 +38,8 @@ from metalcast_api.models.schemas import (
     UnpinRequest,
     VersionRead,
 )
+from metalcast_api.resources.events import ProductionEvents
+from metalcast_api.resources.forecasts import ForecastCache, ModelUnavailable
 from metalcast_models import registry
 from metalcast_models.backtest import INTERVAL_METHOD
 from metalcast_models.registry import PointerMove, RollbackRefused, VersionInfo

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from metalcast_api.deps import ConnDep, StateDep
+from metalcast_api.deps import ConnDep, ResourcesDep
 from metalcast_api.ops import service
 from metalcast_api.ops.schemas import BackupRead, FreshnessRead, HealthRead, ReadyRead
 
@@ -30,12 +30,12 @@ async def healthz() -> HealthRead:
     responses={503: {"model": ReadyRead, "description": "A dependency is not reachable"}},
     summary="PostgreSQL, S3 and Kafka are reachable",
 )
-async def readyz(state: StateDep) -> JSONResponse:
-    timeout = state.settings.api.ready_timeout_s
+async def readyz(res: ResourcesDep) -> JSONResponse:
+    timeout = res.settings.api.ready_timeout_s
     database, s3, kafka = await asyncio.gather(
-        service.check_database(state.pool, timeout),
-        service.check_s3(state.s3, state.settings.s3.models_bucket, timeout),
-        state.hub.ping(timeout),
+        service.check_database(res.pool, timeout),
+        service.check_s3(res.s3, res.settings.s3.models_bucket, timeout),
+        res.hub.ping(timeout),
     )
     checks = {"database": database, "s3": s3, "kafka": kafka or "ok"}
     ready = all(v == "ok" for v in checks.values())
@@ -49,31 +49,31 @@ async def readyz(state: StateDep) -> JSONResponse:
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
     summary="Prometheus metrics",
 )
-async def metrics(state: StateDep) -> Response:
+async def metrics(res: ResourcesDep) -> Response:
     """Request counts and latency per route, forecast cache hits and misses, stream clients,
     and the age of the newest price per symbol (read from the database when scraped)."""
     try:
-        async with asyncio.timeout(state.settings.api.ready_timeout_s):
-            async with state.pool.acquire() as conn:
-                rows = await service.freshness(conn, state.settings.known_symbols)
+        async with asyncio.timeout(res.settings.api.ready_timeout_s):
+            async with res.pool.acquire() as conn:
+                rows = await service.freshness(conn, res.settings.known_symbols)
         now = datetime.now(UTC)
         for r in rows:
             if r["last_tick"] is not None:
                 age = (now - r["last_tick"]).total_seconds()
-                state.metrics.data_age.labels(r["symbol"]).set(age)
-                state.metrics.last_observation.labels(r["symbol"]).set(r["last_tick"].timestamp())
+                res.metrics.data_age.labels(r["symbol"]).set(age)
+                res.metrics.last_observation.labels(r["symbol"]).set(r["last_tick"].timestamp())
     except Exception as exc:  # the metrics still answer; freshness keeps its last values
         log.warning("freshness for /metrics failed: %s", exc)
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(res.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(
     "/v1/ops/freshness", response_model=list[FreshnessRead], summary="Data freshness per symbol"
 )
-async def data_freshness(state: StateDep, conn: ConnDep) -> list[FreshnessRead]:
+async def data_freshness(res: ResourcesDep, conn: ConnDep) -> list[FreshnessRead]:
     """Per known symbol: its newest tick and that tick's age, and its newest hourly value."""
     now = datetime.now(UTC)
-    rows = await service.freshness(conn, state.settings.known_symbols)
+    rows = await service.freshness(conn, res.settings.known_symbols)
     return [
         FreshnessRead(
             symbol=r["symbol"],

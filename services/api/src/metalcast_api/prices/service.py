@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -70,20 +69,3 @@ async def last_observation(conn: asyncpg.Connection, metal: Metal) -> datetime |
     )
     value: datetime | None = await conn.fetchval(sql)
     return value
-
-
-class LatestCache:
-    """The latest rows kept ``ttl_s`` seconds (0: never kept, every request queries)."""
-
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._rows: list[asyncpg.Record] = []
-        self._at = float("-inf")
-
-    def get(self) -> list[asyncpg.Record] | None:
-        if self.ttl_s > 0 and time.monotonic() - self._at < self.ttl_s:
-            return self._rows
-        return None
-
-    def put(self, rows: list[asyncpg.Record]) -> None:
-        self._rows, self._at = rows, time.monotonic()

@@ -19,7 +19,7 @@ from metalcast_api.prices.schemas import (
     PricePoint,
     TrainingWindowRead,
 )
-from metalcast_api.state import ApiState
+from metalcast_api.resources import Resources
 from metalcast_core import METALS_BY_SYMBOL
 
 router = APIRouter(prefix="/v1/prices", tags=["prices"])
@@ -65,12 +65,12 @@ async def latest_prices(request: Request) -> Response:
     Read from the database at most once per `api.latest_cache_s` (default 1 s); `age_seconds`
     is computed for each answer."""
     # The hot path: no dependency to solve (about 10% of this endpoint's time).
-    state: ApiState = request.app.state.api
-    rows = state.latest.get()
+    res: Resources = request.app.state.api
+    rows = res.latest.get()
     if rows is None:
-        async with state.pool.acquire() as conn:
-            rows = await service.latest(conn, state.settings.known_symbols)
-        state.latest.put(rows)
+        async with res.pool.acquire() as conn:
+            rows = await service.latest(conn, res.settings.known_symbols)
+        res.latest.put(rows)
     now = datetime.now(UTC)
     out = []
     for r in rows:

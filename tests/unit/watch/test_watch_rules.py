@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from metalcast_backup.config import WatchSection
-from metalcast_backup.watch import Figures, evaluate
+from metalcast_core import SINK_GROUP, TRAINER_GROUP
+from metalcast_watch import Figures, WatchSection, evaluate
 
 NOW = datetime(2026, 1, 15, 12, tzinfo=UTC)
 CFG = WatchSection(max_tick_age_minutes=120, max_sink_lag=100, max_trainer_lag=5)
@@ -77,3 +77,8 @@ def test_a_run_left_running_too_long_is_reported_as_stuck() -> None:
     ]
     [problem] = evaluate(figures, CFG.model_copy(update={"max_run_minutes": 30}))
     assert problem.startswith("training run #7 is stuck: running for 95 min")
+
+
+def test_the_groups_measured_by_default_are_the_registry_s() -> None:
+    cfg = WatchSection()
+    assert (cfg.sink_group, cfg.trainer_group) == (SINK_GROUP, TRAINER_GROUP)

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, Field
 
-from metalcast_api.forecasts.schemas import ForecastStep
 from metalcast_api.metrics import ApiMetrics
 from metalcast_core import METAL_SYMBOLS, METALS, METALS_BY_SYMBOL
 from metalcast_models import registry
@@ -41,6 +41,18 @@ log = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
 COLUMNS = ("point", "lower_80", "upper_80", "lower_95", "upper_95")
 UNCALIBRATED = "model (uncalibrated)"
+
+
+class ForecastStep(BaseModel):
+    """One hourly step of a loaded model's table; the forecasts endpoint answers these as they
+    are (``metalcast_api.forecasts.schemas`` re-exports it)."""
+
+    ts: datetime = Field(description="The UTC hour this step predicts")
+    point: float
+    lower_80: float
+    upper_80: float
+    lower_95: float
+    upper_95: float
 
 
 class ModelUnavailable(Exception):

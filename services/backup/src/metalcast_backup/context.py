@@ -1,0 +1,58 @@
+"""What every backup operation works with, handed in by :mod:`metalcast_backup.bootstrap`: the
+``backup`` section, the backups bucket (:class:`BackupStore`, on an S3 client), the live
+database (:class:`PgTarget`) and the models bucket's name."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import asyncpg
+
+from metalcast_backup import records
+from metalcast_backup.config import BackupSection
+from metalcast_backup.dump import PgTarget
+from metalcast_backup.manifest import Manifest
+from metalcast_backup.store import BackupStore
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BackupContext:
+    cfg: BackupSection
+    store: BackupStore
+    live: PgTarget
+    models_bucket: str
+
+    async def manifests(self) -> list[Manifest]:
+        """The manifest of every backup in S3, oldest first (folders without one left out)."""
+        return [m for _, m in await asyncio.to_thread(self.store.manifests) if m is not None]
+
+    async def record(self, work: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
+        """Run ``work`` on a connection to the live database (``ops.*`` records)."""
+        conn = await asyncpg.connect(self.live.url)
+        try:
+            await work(conn)
+        finally:
+            await conn.close()
+
+    async def save(self, manifest: Manifest) -> None:
+        """Mirror ``manifest`` into ``ops.backups``."""
+        await self.record(
+            lambda c: records.save_backup(
+                c, manifest, bucket=self.store.bucket, prefix=self.store.root(manifest.backup_id)
+            )
+        )
+
+
+async def timed(timer: dict[str, float], name: str, work: Awaitable[T]) -> T:
+    """Await ``work``; its seconds go to ``timer[name]``, whatever the outcome."""
+    begin = time.monotonic()
+    try:
+        return await work
+    finally:
+        timer[name] = round(time.monotonic() - begin, 4)

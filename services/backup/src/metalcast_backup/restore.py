@@ -1,0 +1,133 @@
+"""Restoring a backup: the dump into a named database (the live one, or any existing one, only
+with ``force``), the model files back into the models bucket with their sha256 metadata, and
+``ops.backups`` rebuilt from the manifests in S3 so the restored database lists its backups."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from metalcast_backup import records
+from metalcast_backup.context import BackupContext, timed
+from metalcast_backup.dump import (
+    count_rows_in,
+    create_database,
+    database_exists,
+    drop_database,
+    pg_restore,
+)
+from metalcast_backup.errors import RefusedError
+from metalcast_backup.manifest import compare_counts
+from metalcast_backup.store import sha256_file
+
+SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
+
+
+@dataclass
+class RestoreReport:
+    backup_id: str
+    database: str
+    replaced_existing: bool
+    tables: int
+    rows: int
+    models: int
+    models_bytes: int
+    durations_s: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    records_synced: int = 0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"restored backup {self.backup_id} into database {self.database!r}"
+            + (" (replacing the existing one)" if self.replaced_existing else ""),
+            f"  {self.tables} tables, {self.rows} rows "
+            f"(pg_restore {self.durations_s.get('pg_restore', 0):.1f} s)",
+            f"  {self.models} model files, {self.models_bytes} bytes, back in the models bucket "
+            f"({self.durations_s.get('models', 0):.1f} s)",
+            f"  ops.backups re-synced from {self.records_synced} manifests",
+        ]
+        out += [f"  PROBLEM: {p}" for p in self.problems]
+        return out
+
+
+async def restore_backup(
+    ctx: BackupContext, backup_id: str, into: str, *, force: bool = False, models: bool = True
+) -> RestoreReport:
+    """Restore the database into ``into`` and the model files into the models bucket.
+
+    ``into`` must not exist, unless ``force`` (then it is dropped first); the live
+    database is only ever replaced with ``force``.
+    """
+    store, cfg = ctx.store, ctx.cfg
+    manifest = await asyncio.to_thread(store.read_manifest, backup_id)
+    if manifest is None or manifest.status != "complete" or manifest.dump is None:
+        state = "missing" if manifest is None else manifest.status
+        raise RefusedError(f"backup {backup_id} is {state}: only complete backups restore")
+    admin = ctx.live.admin
+    if into == ctx.live.database and not force:
+        raise RefusedError(
+            f"{into!r} is the live database: pass --force to replace it with backup {backup_id}"
+        )
+    if into in SYSTEM_DATABASES:
+        raise RefusedError(f"refusing to restore into the system database {into!r}")
+    exists = await database_exists(admin, into)
+    if exists and not force:
+        raise RefusedError(f"database {into!r} exists: pass --force to replace it")
+    durations: dict[str, float] = {}
+    target = admin.with_database(into)
+    with tempfile.TemporaryDirectory(prefix="metalcast-restore-") as tmp:
+        dump_file = Path(tmp) / "database.dump"
+        await timed(
+            durations,
+            "download",
+            asyncio.to_thread(store.download_dump, backup_id, dump_file),
+        )
+        digest = await asyncio.to_thread(sha256_file, dump_file)
+        if digest != manifest.dump.sha256:
+            raise RefusedError(f"the dump of {backup_id} is corrupt (sha256 {digest})")
+        if exists:
+            await drop_database(admin, into)
+        await create_database(admin, into)
+        await timed(
+            durations,
+            "pg_restore",
+            pg_restore(cfg.tool("pg_restore"), target, dump_file, jobs=cfg.restore_jobs),
+        )
+    counts = await count_rows_in(target)
+    problems = compare_counts(manifest.tables, counts)
+    if models:
+        await timed(
+            durations,
+            "models",
+            asyncio.to_thread(
+                store.copy_models_out,
+                ctx.models_bucket,
+                backup_id,
+                manifest.models,
+                cfg.s3_workers,
+            ),
+        )
+    manifests = await ctx.manifests()
+    conn = await asyncpg.connect(target.url)
+    try:
+        synced = await records.sync_from_manifests(
+            conn, manifests, bucket=store.bucket, prefix=store.prefix
+        )
+    finally:
+        await conn.close()
+    return RestoreReport(
+        backup_id=backup_id,
+        database=into,
+        replaced_existing=exists,
+        tables=len(counts),
+        rows=sum(counts.values()),
+        models=len(manifest.models) if models else 0,
+        models_bytes=manifest.models_bytes if models else 0,
+        durations_s=durations,
+        problems=problems,
+        records_synced=synced,
+    )

@@ -1,0 +1,31 @@
+"""The watch's one settings object: the ``watch`` section (thresholds, the groups it measures).
+
+e.g. ``METALCAST_WATCH__MAX_TICK_AGE_MINUTES``, ``METALCAST_WATCH__MAX_SINK_LAG``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from metalcast_core import SINK_GROUP, TRAINER_GROUP, ServiceSettings
+
+
+class WatchSection(BaseModel):
+    # The newest tick of every metal must be younger than this.
+    max_tick_age_minutes: float = Field(default=180.0, gt=0)
+    # The consumer groups whose lag is measured: the sink's and the trainer's (their names
+    # live once, in metalcast_core's topic registry).
+    sink_group: str = SINK_GROUP
+    trainer_group: str = TRAINER_GROUP
+    max_sink_lag: int = Field(default=10_000, ge=0)
+    max_trainer_lag: int = Field(default=10, ge=0)
+    # Whether a last training run that failed fails the watch.
+    fail_on_failed_training: bool = True
+    # A training run still 'running' after this long is stuck (its trainer died or hangs).
+    max_run_minutes: float = Field(default=30.0, gt=0)
+    # Whether the dead-letter topic growing since the previous watch run fails the watch.
+    fail_on_dlq_growth: bool = True
+
+
+class WatchSettings(ServiceSettings):
+    watch: WatchSection = WatchSection()

@@ -1,0 +1,146 @@
+"""What the watch looks at: the newest tick of every metal, the training runs (PostgreSQL),
+the sink's and the trainer's consumer lag and the dead-letter topic's end offsets (Kafka).
+
+:func:`observe` never raises for a figure it cannot read: the reason goes into
+``Figures.errors``, which the rules report like any other problem.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from metalcast_core import (
+    BATCH_LOADED,
+    METAL_SYMBOLS,
+    TICKS,
+    TICKS_DLQ,
+    KafkaSettings,
+    make_consumer,
+)
+from metalcast_watch.config import WatchSettings
+from metalcast_watch.rules import Figures
+
+DLQ_STATE_KEY = "dlq_end_offset"
+
+
+async def _newest_ticks(conn: asyncpg.Connection) -> dict[str, datetime | None]:
+    # One index probe per metal on (symbol, observed_at, source).
+    rows = await conn.fetch(
+        """
+        SELECT s.symbol,
+               (SELECT max(observed_at) FROM prices.ticks AS t WHERE t.symbol = s.symbol) AS newest
+        FROM unnest($1::text[]) AS s(symbol)
+        """,
+        list(METAL_SYMBOLS),
+    )
+    return {r["symbol"]: r["newest"] for r in rows}
+
+
+async def _last_training(conn: asyncpg.Connection) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT id, status, error, started_at, finished_at FROM ml.training_runs "
+        "ORDER BY started_at DESC, id DESC LIMIT 1"
+    )
+    return dict(row) if row is not None else None
+
+
+async def _running_runs(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT id, started_at FROM ml.training_runs WHERE status = 'running' ORDER BY id"
+    )
+    return [dict(r) for r in rows]
+
+
+async def _end_offsets(
+    kafka: KafkaSettings, topic: str
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """(beginning, end) offsets of every partition of ``topic``."""
+    consumer = make_consumer(kafka, [], group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise LookupError(f"topic {topic} does not exist")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        begin = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        return dict(begin), dict(end)
+    finally:
+        await consumer.stop()
+
+
+async def consumer_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
+    """Messages of ``topic`` the group has not committed yet (all retained ones if it never
+    committed)."""
+    begin, end = await _end_offsets(kafka, topic)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id
+    )
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group, partitions=list(end))
+    finally:
+        await admin.close()
+    lag = 0
+    for tp, last in end.items():
+        meta = committed.get(tp)
+        position = meta.offset if meta is not None and meta.offset >= 0 else begin[tp]
+        lag += max(0, last - position)
+    return lag
+
+
+async def _dlq(conn: asyncpg.Connection, kafka: KafkaSettings) -> tuple[int, int | None]:
+    """(end offset now, end offset the previous watch saw); stores the new one."""
+    topic = kafka.topic_name(TICKS_DLQ)
+    _, end = await _end_offsets(kafka, topic)
+    now = sum(end.values())
+    key = f"{DLQ_STATE_KEY}:{topic}"
+    previous = await conn.fetchval("SELECT value FROM ops.watch_state WHERE key = $1", key)
+    await conn.execute(
+        """
+        INSERT INTO ops.watch_state (key, value, updated_at) VALUES ($1, $2::jsonb, now())
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+        """,
+        key,
+        json.dumps(now),
+    )
+    return now, (int(json.loads(previous)) if previous is not None else None)
+
+
+async def observe(settings: WatchSettings, conn: asyncpg.Connection) -> Figures:
+    figures = Figures(checked_at=datetime.now(UTC))
+    cfg, kafka = settings.watch, settings.kafka
+    try:
+        figures.newest_tick = await _newest_ticks(conn)
+    except Exception as exc:
+        figures.errors.append(f"cannot read the newest ticks: {exc}")
+    try:
+        figures.last_training = await _last_training(conn)
+    except Exception as exc:
+        figures.errors.append(f"cannot read the last training run: {exc}")
+    try:
+        figures.running_runs = await _running_runs(conn)
+    except Exception as exc:
+        figures.errors.append(f"cannot read the running training runs: {exc}")
+    for attr, group, topic in (
+        ("sink_lag", cfg.sink_group, kafka.topic_name(TICKS)),
+        ("trainer_lag", cfg.trainer_group, kafka.topic_name(BATCH_LOADED)),
+    ):
+        try:
+            setattr(figures, attr, await consumer_lag(kafka, group, topic))
+        except Exception as exc:
+            figures.errors.append(f"cannot measure the lag of {group} on {topic}: {exc!r}")
+    try:
+        figures.dlq_end, figures.dlq_previous = await _dlq(conn, kafka)
+    except Exception as exc:
+        figures.errors.append(f"cannot read the dead-letter topic: {exc!r}")
+    return figures

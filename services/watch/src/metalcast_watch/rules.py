@@ -1,0 +1,81 @@
+"""The watch's rules: :func:`evaluate` is a pure function from what the watch saw
+(:class:`Figures`) and its thresholds to problems, one sentence each."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from metalcast_core import BATCH_LOADED, TICKS, TICKS_DLQ
+from metalcast_watch.config import WatchSection
+
+
+@dataclass
+class Figures:
+    """What the watch saw. ``None`` where it could not look (the reason is in ``errors``)."""
+
+    checked_at: datetime
+    newest_tick: dict[str, datetime | None] = field(default_factory=dict)
+    last_training: dict[str, Any] | None = None
+    running_runs: list[dict[str, Any]] = field(default_factory=list)
+    sink_lag: int | None = None
+    trainer_lag: int | None = None
+    dlq_end: int | None = None
+    dlq_previous: int | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def as_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+
+def evaluate(figures: Figures, cfg: WatchSection) -> list[str]:
+    """Every problem the figures show, as sentences for a task log. Pure."""
+    problems = list(figures.errors)
+    for symbol, newest in sorted(figures.newest_tick.items()):
+        if newest is None:
+            problems.append(f"no tick of {symbol} at all")
+            continue
+        age_min = (figures.checked_at - newest).total_seconds() / 60
+        if age_min > cfg.max_tick_age_minutes:
+            problems.append(
+                f"stale data: the newest {symbol} tick is {age_min:.0f} min old "
+                f"({newest:%Y-%m-%d %H:%M} UTC; threshold {cfg.max_tick_age_minutes:.0f} min)"
+            )
+    run = figures.last_training
+    if cfg.fail_on_failed_training and run is not None and run.get("status") == "failed":
+        problems.append(
+            f"the last training run (#{run.get('id')}, started {run.get('started_at')}) failed: "
+            f"{run.get('error') or 'no error recorded'}"
+        )
+    for running in figures.running_runs:
+        started = running["started_at"]
+        age_min = (figures.checked_at - started).total_seconds() / 60
+        if age_min > cfg.max_run_minutes:
+            problems.append(
+                f"training run #{running['id']} is stuck: running for {age_min:.0f} min "
+                f"(since {started:%Y-%m-%d %H:%M} UTC; threshold {cfg.max_run_minutes:.0f} min)"
+            )
+    if figures.sink_lag is not None and figures.sink_lag > cfg.max_sink_lag:
+        problems.append(
+            f"the sink ({cfg.sink_group}) lags {figures.sink_lag} messages on {TICKS.name} "
+            f"(threshold {cfg.max_sink_lag})"
+        )
+    if figures.trainer_lag is not None and figures.trainer_lag > cfg.max_trainer_lag:
+        problems.append(
+            f"the trainer ({cfg.trainer_group}) lags {figures.trainer_lag} messages on "
+            f"{BATCH_LOADED.name} (threshold {cfg.max_trainer_lag})"
+        )
+    if (
+        cfg.fail_on_dlq_growth
+        and figures.dlq_end is not None
+        and figures.dlq_previous is not None
+        and figures.dlq_end > figures.dlq_previous
+    ):
+        problems.append(
+            f"the dead-letter topic {TICKS_DLQ.name} grew by "
+            f"{figures.dlq_end - figures.dlq_previous} messages since the previous watch run "
+            f"({figures.dlq_previous} -> {figures.dlq_end})"
+        )
+    return problems
