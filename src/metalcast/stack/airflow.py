@@ -3,7 +3,8 @@
 Airflow lives in a virtual environment of its own (``<cache>/airflow-<version>-py3.X``, made
 with ``uv venv`` + ``uv pip install``), beside ``metalcast-core``, ``metalcast-backup`` and
 ``metalcast-watch`` installed editable from this repository, so its tasks run our code and our
-venv stays free of Airflow's dependencies. Metadata lives in the stack's PostgreSQL (database ``airflow``).
+venv stays free of Airflow's dependencies. Metadata lives in the stack's PostgreSQL (database
+``airflow``).
 Every component listens on 127.0.0.1 only: no ``airflow standalone`` (it opens log servers on
 all interfaces); the scheduler and triggerer run with ``--skip-serve-logs`` (logs are local
 files the api-server reads). The UI is ``http://127.0.0.1:<airflow_port>``; user ``admin``,

@@ -77,6 +77,16 @@ def java() -> str:
     return found
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (a UUID in URL-safe base64, as ``kafka-storage random-uuid``
+    makes) that does not start with ``-``: the storage tool would read such an id as an
+    option, and one fresh stack in 64 failed to start."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
+
+
 class Kafka(Server):
     name = "kafka"
     implementation = f"apache-kafka-{VERSION}"
@@ -204,7 +214,7 @@ class Kafka(Server):
         self._write_config()
         if not (self.paths.data / "meta.properties").is_file():
             self.paths.data.mkdir(parents=True, exist_ok=True)
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             run(
                 self._java(
                     "kafka.tools.StorageTool",
