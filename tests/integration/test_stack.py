@@ -305,3 +305,19 @@ def test_a_server_that_cannot_start_fails_with_its_log(other_config: StackConfig
     message = str(failed.value)
     assert "last lines of" in message
     assert "could not" in message  # PostgreSQL's own words, from its log
+
+
+@pytest.mark.timeout(300)
+def test_a_failed_up_stops_the_servers_it_started(other_config: StackConfig) -> None:
+    """PostgreSQL cannot bind its port: Kafka and S3, started by the same call, are stopped
+    again rather than left running as orphans."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", other_config.pg_port))
+        taken.listen()
+        with pytest.raises(StackError) as failed:
+            local_stack.up(other_config)
+    assert sorted(failed.value.started) == ["kafka", "s3"]
+    assert "postgres" in str(failed.value)
+    assert not any(st.running for st in local_stack.status(other_config).values())
+    assert not list(other_config.stack_dir.glob("*/pid"))
+    assert local_stack.status()["kafka"].running  # the session's stack is untouched

@@ -99,7 +99,8 @@ def up(
     Creates the ``metalcast`` database, the topics and the buckets if missing. Safe to call
     again: running servers are found by pid file and readiness and left alone. ``progress``
     gets a line per server when it is ready, and while one is slow what it is doing. Raises
-    :class:`StackError` with the end of the server's log if one does not come up.
+    :class:`StackError` with the end of the server's log if one does not come up, after
+    stopping the servers this call had started (servers it found running are left alone).
     """
     cfg = _config(config)
     if s3 is not None:
@@ -107,15 +108,23 @@ def up(
     cfg.stack_dir.mkdir(parents=True, exist_ok=True)
     cfg.cache_dir.mkdir(parents=True, exist_ok=True)
     begin = time.monotonic()
-    reports = start_concurrently(
-        {
-            "postgres": Postgres(cfg).start,
-            "kafka": Kafka(cfg).start,
-            "s3": lambda: _start_s3(cfg),
-        },
-        "the local stack",
-        progress,
-    )
+    try:
+        reports = start_concurrently(
+            {
+                "postgres": Postgres(cfg).start,
+                "kafka": Kafka(cfg).start,
+                "s3": lambda: _start_s3(cfg),
+            },
+            "the local stack",
+            progress,
+        )
+    except StackError as exc:
+        # Stop what this call started: an orphan (say MinIO whose folder is later deleted)
+        # would hold its port and answer the next stack with errors.
+        if exc.started:
+            log.warning("stack up failed; stopping what it started: %s", exc.started)
+            down(cfg, only=exc.started)
+        raise
     if with_airflow:
         # Airflow's metadata lives in the PostgreSQL just started (see metalcast.stack.airflow).
         from metalcast.stack import airflow

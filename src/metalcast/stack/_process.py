@@ -23,7 +23,13 @@ UNPRIVILEGED_GROUP = "nogroup"
 
 
 class StackError(RuntimeError):
-    """A server of the local stack could not be installed, started or stopped."""
+    """A server of the local stack could not be installed, started or stopped.
+
+    ``started``: the servers the failed call had started (and so should stop again)."""
+
+    def __init__(self, message: str, started: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.started: list[str] = list(started or [])
 
 
 def log_tail(log: Path, lines: int = 40) -> str:

@@ -117,7 +117,10 @@ def start_concurrently(
             except Exception as exc:
                 errors.append(f"{name}: {exc}")
     if errors:
-        raise StackError(f"{what} did not come up:\n" + "\n\n".join(errors))
+        raise StackError(
+            f"{what} did not come up:\n" + "\n\n".join(errors),
+            started=[name for name, report in reports.items() if report.started],
+        )
     return reports
 
 
