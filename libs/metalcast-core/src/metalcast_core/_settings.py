@@ -10,6 +10,7 @@ prints these names for the local stack; compose.yaml uses the same ones.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -66,6 +67,10 @@ def _default_migrations_dir() -> Path:
     return here
 
 
+def _env_name(section: str, field: str) -> str:
+    return f"METALCAST_{section.upper()}__{field.upper()}"
+
+
 class ServiceSettings(BaseSettings):
     """Base of every service's settings: the sections all services share."""
 
@@ -73,6 +78,7 @@ class ServiceSettings(BaseSettings):
         env_prefix="METALCAST_",
         env_nested_delimiter="__",
         extra="ignore",
+        hide_input_in_errors=True,  # a mistyped secret's value must not reach the logs
     )
 
     environment: Literal["local", "test", "production"] = "local"
@@ -82,6 +88,36 @@ class ServiceSettings(BaseSettings):
     s3: S3Settings = S3Settings()
     known_symbols: list[str] = Field(default_factory=lambda: list(DEFAULT_KNOWN_SYMBOLS))
     migrations_dir: Path = Field(default_factory=_default_migrations_dir)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_section_settings(cls, data: Any) -> Any:
+        """``METALCAST_POSTGRES__URLL`` is a mistake, not something to ignore: a name under
+        one of this service's sections that the section does not have stops the service,
+        naming the closest known one. (Other services' sections are not this one's to judge.)"""
+        if not isinstance(data, dict):
+            return data
+        problems = []
+        for name, field in cls.model_fields.items():
+            given, section = data.get(name), field.annotation
+            if not isinstance(given, dict) or not (
+                isinstance(section, type) and issubclass(section, BaseModel)
+            ):
+                continue
+            known = sorted(section.model_fields)
+            for key in given:
+                if key in section.model_fields:
+                    continue
+                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                hint = (
+                    f"did you mean {_env_name(name, close[0])}?"
+                    if close
+                    else f"known: {', '.join(_env_name(name, k) for k in known)}"
+                )
+                problems.append(f"unknown setting {_env_name(name, str(key))}: {hint}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return data
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
