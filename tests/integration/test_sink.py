@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -222,6 +223,99 @@ async def test_a_tick_the_database_refuses_is_isolated_into_the_dlq(
     letters = [TICKS_DLQ.decode(v) for v in await read_all(kafka_settings, TICKS_DLQ)]
     assert {TICKS.decode(d.original).symbol for d in letters} == {"XAG"}
     assert all("no_xag" in d.reason for d in letters)
+    # The bytes exactly as received, and where they were.
+    assert sorted(d.original for d in letters) == sorted(
+        TICKS.encode(t) for t in ticks if t.symbol == "XAG"
+    )
+    assert all(d.partition is not None and d.offset is not None for d in letters)
+
+
+async def test_a_replayed_older_tick_does_not_take_over_its_hour(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    # A batch mixing a replay (an hour's earlier tick, already stored) with new ticks takes
+    # the general path; the replayed hour keeps its latest tick's price.
+    hour = T0 + timedelta(hours=5)
+    early = PriceTick(
+        symbol="XAU", source="a", observed_at=hour + timedelta(minutes=10), price=10.0
+    )
+    late = PriceTick(symbol="XAU", source="a", observed_at=hour + timedelta(minutes=50), price=20.0)
+    later = PriceTick(symbol="XAU", source="a", observed_at=hour + timedelta(hours=1), price=30.0)
+    settings = sink_settings(pg_settings, kafka_settings)
+    async with publisher(kafka_settings, settings.known_symbols) as pub:
+        await pub.publish([early, late])
+    await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
+    async with publisher(kafka_settings, settings.known_symbols) as pub:
+        await pub.publish([early, later])
+    stats = await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
+
+    assert stats.rows_inserted == 1
+    rows = await fetch(pg_settings, "SELECT ts, xau FROM analytics.metal_prices ORDER BY ts")
+    assert [(r["ts"], float(r["xau"])) for r in rows] == [
+        (hour, 20.0),
+        (hour + timedelta(hours=1), 30.0),
+    ]
+
+
+async def test_every_column_lands_as_sent_and_prices_as_the_numbers_sent(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    # Columns that vary within a batch and columns one value for all of it take different
+    # routes into the table; prices travel as floats and must land as the decimals sent.
+    prices = [2650.123456789, 0.1 + 0.2, 1234567.12345678, 31.005, 1e-8, 999999999999999.9]
+    varied = [
+        PriceTick(
+            symbol=s,
+            source=src,
+            instrument=ins,
+            observed_at=T0 + timedelta(minutes=i),
+            price=p,
+            currency=cur,
+            fetched_at=T0 + timedelta(minutes=i, microseconds=7),
+            raw=raw,
+        )
+        for i, (p, s, src, ins, cur, raw) in enumerate(
+            zip(
+                prices,
+                ["XAU", "XAG", "BTC", "XAU", "XPT", "XAU"],
+                ["a", "b", "a", "c", "a", "a"],
+                ["spot", "spot", "spot", "futures", "spot", "spot"],
+                ["USD", "USD", "USD", "USD", "EUR", "USD"],
+                [None, {}, {"p": 1.5, "s": "é"}, None, {"n": [1, None]}, None],
+                strict=True,
+            )
+        )
+    ]
+    uniform = [
+        PriceTick(symbol="XPD", source="u", observed_at=T0 + timedelta(hours=h), price=p)
+        for h, p in enumerate(prices)
+    ]
+    settings = sink_settings(pg_settings, kafka_settings)
+    for ticks in (varied, uniform):
+        async with publisher(kafka_settings, settings.known_symbols) as pub:
+            await pub.publish(ticks)
+        await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
+        conn = await asyncpg.connect(pg_settings.url)
+        try:
+            for t in ticks:
+                row = await conn.fetchrow(
+                    "SELECT *, $4::numeric(24, 8) AS sent FROM prices.ticks "
+                    "WHERE symbol = $1 AND observed_at = $2 AND source = $3",
+                    t.symbol,
+                    t.observed_at,
+                    t.source,
+                    Decimal(repr(t.price)),
+                )
+                assert row is not None, t
+                assert row["price"] == row["sent"], t
+                assert (row["instrument"], row["currency"], row["fetched_at"]) == (
+                    t.instrument,
+                    t.currency,
+                    t.fetched_at,
+                )
+                assert (None if row["raw"] is None else json.loads(row["raw"])) == t.raw
+        finally:
+            await conn.close()
 
 
 async def test_database_connection_lost_mid_stream_retries_without_losing_ticks(

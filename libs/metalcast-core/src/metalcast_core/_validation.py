@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
-
-from metalcast_core._events import PriceTick
+from typing import Protocol
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 
 
-def tick_problem(tick: PriceTick, known_symbols: Collection[str], now: datetime) -> str | None:
+class TickFacts(Protocol):
+    """What the checks read: a :class:`PriceTick`, or a decoder's equivalent of one (the
+    sink decodes into a msgspec Struct with the same fields)."""
+
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def observed_at(self) -> datetime: ...
+
+
+def tick_problem(tick: TickFacts, known_symbols: Collection[str], now: datetime) -> str | None:
     """Return why ``tick`` must not be stored, or ``None`` if it is fine."""
     if tick.symbol not in known_symbols:
         return f"unknown symbol {tick.symbol!r}; known: {', '.join(sorted(known_symbols))}"

@@ -4,30 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from metalcast_core import (
     BATCH_LOADED,
-    TICKS,
     TICKS_DLQ,
     BatchLoaded,
     DeadLetter,
-    DecodeError,
-    PriceTick,
     tick_problem,
     utcnow,
 )
 from metalcast_sink.config import SinkSettings
-from metalcast_sink.writer import find_refused, mark_published, unpublished_batches, write_batch
+from metalcast_sink.decoding import decode_values
+from metalcast_sink.writer import (
+    TickRows,
+    find_refused,
+    mark_published,
+    unpublished_batches,
+    write_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +47,15 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InternalClientError,
 )
 
+# Errors that roll back a batch's transaction and go away when it runs again: two sink
+# instances updating the same hourly rows in an unlucky order (a deadlock).
+RETRY_BATCH: tuple[type[BaseException], ...] = (asyncpg.TransactionRollbackError,)
+
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 T = TypeVar("T")
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+# Records fetched and decoded in one stretch, between turns of the writer.
+_SLICE = 1_000
 
 # Errors that mean a tick's values are refused by the database: isolate and dead-letter it.
 DATA_REJECTED: tuple[type[BaseException], ...] = (
@@ -53,12 +66,28 @@ DATA_REJECTED: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class Decoded:
-    """A batch ready to store: valid ticks, dead letters, the offsets to commit after it."""
+    """A batch ready to store: the ticks as rows, the record each row came from, dead
+    letters, and the offsets to commit after it."""
 
-    ticks: list[PriceTick]
+    rows: TickRows
+    records: Sequence[Record]
     dead: list[DeadLetter]
     offsets: dict[TopicPartition, int]
     received: int
+
+    @classmethod
+    def join(cls, parts: Sequence[Decoded]) -> Decoded:
+        """Consecutive slices as one batch (the rows with their hourly picks)."""
+        offsets: dict[TopicPartition, int] = {}
+        for part in parts:
+            offsets.update(part.offsets)  # later slices hold later offsets
+        return cls(
+            TickRows.concat([p.rows for p in parts]),
+            [r for p in parts for r in p.records] if len(parts) > 1 else parts[0].records,
+            [d for p in parts for d in p.dead],
+            offsets,
+            sum(p.received for p in parts),
+        )
 
 
 @dataclass
@@ -68,7 +97,8 @@ class SinkStats:
     rows_inserted: int = 0
     dead_lettered: int = 0
     db_retries: int = 0
-    write_s: float = 0.0  # time spent writing batches to PostgreSQL
+    decode_s: float = 0.0  # time spent decoding records into rows, dead letters included
+    write_s: float = 0.0  # time spent writing batches to PostgreSQL (their transactions)
 
 
 class Sink:
@@ -85,10 +115,12 @@ class Sink:
         self._connect = connect
         self._conn: asyncpg.Connection | None = None
         self._known = frozenset(settings.known_symbols)
-        self._ticks_topic = settings.kafka.topic_name(TICKS)
         self._dlq_topic = settings.kafka.topic_name(TICKS_DLQ)
         self._loaded_topic = settings.kafka.topic_name(BATCH_LOADED)
         self.stats = SinkStats()
+        self._published: list[uuid.UUID] = []  # events published, not yet marked so
+        self._finishing: asyncio.Task[None] | None = None  # the last batch's Kafka side
+        self._writer_waits = asyncio.Event()  # set while the writer waits for a batch
 
     async def run(self, stop: asyncio.Event | None = None, until_idle: bool = False) -> SinkStats:
         """Consume until ``stop`` is set or, with ``until_idle``, until caught up."""
@@ -96,16 +128,33 @@ class Sink:
         try:
             await self._with_db(self._publish_outbox)
             # Two stages: while one batch is written, the next is fetched and decoded, so
-            # PostgreSQL's work and ours overlap. One batch at most waits in between.
+            # PostgreSQL's work and ours overlap. One batch at most waits in between; the
+            # Kafka side of a batch (dead letters, offsets, its event) runs while the next
+            # is written.
             decoded: asyncio.Queue[Decoded | None] = asyncio.Queue(maxsize=1)
             reader = asyncio.create_task(self._read(decoded, stop, until_idle))
             try:
-                while (batch := await decoded.get()) is not None:
+                while True:
+                    self._writer_waits.set()
+                    batch = await decoded.get()
+                    self._writer_waits.clear()
+                    if batch is None:
+                        break
                     await self.store(batch)
+                if self._finishing is not None:
+                    await self._finishing
+                if self._published:
+                    ids = self._published
+                    await self._with_db(lambda conn: mark_published(conn, *ids))
+                    self._published = []
             finally:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
+                if self._finishing is not None and not self._finishing.done():
+                    self._finishing.cancel()  # leaving on an error: the batch is re-read
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._finishing
         finally:
             if self._conn is not None:
                 await self._conn.close()
@@ -114,46 +163,117 @@ class Sink:
     async def _read(
         self, out: asyncio.Queue[Decoded | None], stop: asyncio.Event, until_idle: bool
     ) -> None:
+        """Fetch and decode in slices, handing the writer a batch whenever it is free.
+
+        Slices keep each stretch of our CPU work short, so the writer issues its next
+        statement soon after PostgreSQL answers: PostgreSQL and we work at the same time.
+        While the writer is busy, slices gather into one batch (up to ``max_batch``, then one
+        batch waits for it): the busier the database, the larger the batches and the fewer
+        the transactions; an idle writer gets what there is at once.
+        """
+        gathered: list[Decoded] = []
+        size = 0
         try:
             while not stop.is_set():
                 fetched = await self._consumer.getmany(
-                    timeout_ms=self._settings.sink.batch_timeout_ms,
-                    max_records=self._settings.sink.max_batch,
+                    timeout_ms=0 if gathered else self._settings.sink.batch_timeout_ms,
+                    max_records=min(_SLICE, self._settings.sink.max_batch),
                 )
-                records = [r for batch in fetched.values() for r in batch]
-                if records:
-                    await out.put(self.decode(records))
-                elif until_idle and await self._caught_up():
-                    break
-        finally:
-            await out.put(None)
+                if any(fetched.values()):
+                    part = self.decode(fetched, picks=False)
+                    gathered.append(part)
+                    size += part.received
+                    await asyncio.sleep(0)  # the writer's turn
+                    if not self._writer_waits.is_set() and size < self._settings.sink.max_batch:
+                        continue  # the writer is busy: gather
+                elif not gathered:
+                    if until_idle and await self._caught_up():
+                        break
+                    continue
+                await out.put(self._join(gathered))
+                gathered, size = [], 0
+            if gathered:
+                await out.put(self._join(gathered))
+        except BaseException:
+            # Leaving early (an error, or cancelled because the writer stopped): never wait on
+            # a full queue; what was not written is re-read, its offsets not committed.
+            while not out.empty():
+                out.get_nowait()
+            out.put_nowait(None)
+            raise
+        await out.put(None)
 
-    async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Decode, store and commit one batch."""
-        await self.store(self.decode(records))
+    def decode(
+        self, fetched: Mapping[TopicPartition, Sequence[Record]], picks: bool = True
+    ) -> Decoded:
+        """Records as fetched (per partition, in offset order) into a batch to store: ticks
+        the contract accepts and the business checks pass become rows, the others dead
+        letters with their reason. ``picks=False``: a slice for :meth:`Decoded.join`."""
+        started = time.perf_counter()
+        records = list(itertools.chain.from_iterable(fetched.values()))
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
+        decoded = decode_values([r.value for r in records])
+        now = utcnow()
+        problems = [tick_problem(t, self._known, now) for t in decoded.ticks]
+        kept = decoded.kept
+        dead = [self._dead_letter(records[i], reason) for i, reason in decoded.refused]
+        ticks = decoded.ticks
+        if any(problems):
+            positions = kept if kept is not None else range(len(records))
+            dead += [
+                self._dead_letter(records[i], problem)
+                for i, problem in zip(positions, problems, strict=True)
+                if problem is not None
+            ]
+            ticks = [t for t, problem in zip(ticks, problems, strict=True) if problem is None]
+            kept = [i for i, problem in zip(positions, problems, strict=True) if problem is None]
+        if dead:
+            log.warning("%d message(s) dead-lettered, e.g. %s", len(dead), dead[0].reason)
+        rows = TickRows.of(ticks, picks=picks)
+        of_rows = records if kept is None else [records[i] for i in kept]
+        self.stats.decode_s += time.perf_counter() - started
+        return Decoded(rows, of_rows, dead, offsets, len(records))
 
-    def decode(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Decoded:
-        ticks, dead = self._decode(records)
-        offsets: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-        return Decoded(ticks, dead, offsets, len(records))
+    def _join(self, parts: Sequence[Decoded]) -> Decoded:
+        started = time.perf_counter()
+        joined = Decoded.join(parts)
+        self.stats.decode_s += time.perf_counter() - started
+        return joined
 
     async def store(self, batch: Decoded) -> None:
         """Write a decoded batch, dead-letter what failed, commit its offsets, then publish."""
-        ticks, dead = batch.ticks, list(batch.dead)
+        rows, dead = batch.rows, list(batch.dead)
+        # Events published after earlier batches: marked so in this batch's transaction.
+        published = list(self._published)
         started = time.perf_counter()
         try:
-            event = await self._with_db(lambda conn: write_batch(conn, ticks, len(dead)))
+            event = await self._with_db(lambda conn: write_batch(conn, rows, len(dead), published))
         except DATA_REJECTED as exc:
             log.warning("batch refused by the database (%s); isolating the bad ticks", exc)
-            refused = await self._with_db(lambda conn: find_refused(conn, ticks))
-            bad = {id(t) for t, _ in refused}
-            ticks = [t for t in ticks if id(t) not in bad]
-            dead.extend(self._dead_letter_refused(refused))
-            event = await self._with_db(lambda conn: write_batch(conn, ticks, len(dead)))
+            refused = await self._with_db(lambda conn: find_refused(conn, rows))
+            bad = {i for i, _ in refused}
+            dead += [
+                self._dead_letter(batch.records[i], f"refused by the database: {reason}")
+                for i, reason in refused
+            ]
+            rows = rows.take([i for i in range(len(rows)) if i not in bad])
+            event = await self._with_db(lambda conn: write_batch(conn, rows, len(dead), published))
         self.stats.write_s += time.perf_counter() - started
+        self._published = self._published[len(published) :]
+        # The Kafka side of this batch runs while the next batch is written; one at a time,
+        # in order, so offsets only move forward.
+        if self._finishing is not None:
+            await self._finishing
+        self._finishing = asyncio.create_task(self._finish(batch.offsets, dead, event))
+        self.stats.batches += 1
+        self.stats.ticks_received += batch.received
+        self.stats.rows_inserted += event.rows_inserted if event else 0
+        self.stats.dead_lettered += len(dead)
+
+    async def _finish(
+        self, offsets: dict[TopicPartition, int], dead: list[DeadLetter], event: BatchLoaded | None
+    ) -> None:
+        """After the database commit: dead letters, then the offsets and the event."""
         if dead:
             # Dead letters are durable before the offsets move past them.
             sends = [
@@ -161,78 +281,53 @@ class Sink:
                 for d in dead
             ]
             await asyncio.gather(*sends)
+        await asyncio.gather(self._commit(offsets), self._announce(event))
+        if event is not None:
+            self._published.append(event.batch_id)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        ours = self._consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in ours}
+        if not offsets:
+            return
         try:
             # Exactly this batch's offsets: the consumer's position may already be past a
             # batch that is decoded but not yet written.
-            await self._consumer.commit(batch.offsets)
-        except CommitFailedError:
-            # Rebalanced mid-batch: another member re-reads these messages; the writes are
-            # idempotent, so that is harmless.
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError):
+            # Rebalanced mid-batch (the group moved on, or these partitions are no longer
+            # ours): their new owner re-reads these messages; the writes are idempotent, so
+            # that is harmless.
             log.warning("offset commit failed after a rebalance; batch will be re-read")
+
+    async def _announce(self, event: BatchLoaded | None) -> None:
         if event is not None:
-            await self._with_db(lambda conn: self._publish(conn, event))
-        self.stats.batches += 1
-        self.stats.ticks_received += batch.received
-        self.stats.rows_inserted += event.rows_inserted if event else 0
-        self.stats.dead_lettered += len(dead)
-
-    def _decode(
-        self, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[list[PriceTick], list[DeadLetter]]:
-        ticks: list[PriceTick] = []
-        dead: list[DeadLetter] = []
-        now = utcnow()
-        for record in records:
-            try:
-                tick = TICKS.decode(record.value)
-                problem = tick_problem(tick, self._known, now)
-            except DecodeError as exc:
-                problem = str(exc)
-            if problem is None:
-                ticks.append(tick)
-                continue
-            dead.append(
-                DeadLetter(
-                    stage="sink",
-                    source=record.topic,
-                    reason=problem,
-                    original=record.value or b"",
-                    original_topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
+            await self._producer.send_and_wait(
+                self._loaded_topic, BATCH_LOADED.encode(event), key=str(event.batch_id).encode()
             )
-        if dead:
-            log.warning("%d message(s) dead-lettered, e.g. %s", len(dead), dead[0].reason)
-        return ticks, dead
 
-    def _dead_letter_refused(self, refused: list[tuple[PriceTick, str]]) -> list[DeadLetter]:
-        return [
-            DeadLetter(
-                stage="sink",
-                source=self._ticks_topic,
-                reason=f"refused by the database: {reason}",
-                original=TICKS.encode(tick),
-                original_topic=self._ticks_topic,
-            )
-            for tick, reason in refused
-        ]
-
-    async def _publish(self, conn: asyncpg.Connection, event: BatchLoaded) -> None:
-        await self._producer.send_and_wait(
-            self._loaded_topic, BATCH_LOADED.encode(event), key=str(event.batch_id).encode()
+    @staticmethod
+    def _dead_letter(record: Record, reason: str) -> DeadLetter:
+        return DeadLetter(
+            stage="sink",
+            source=record.topic,
+            reason=reason,
+            original=record.value or b"",
+            original_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
         )
-        await mark_published(conn, event)
 
     async def _publish_outbox(self, conn: asyncpg.Connection) -> None:
         for event in await unpublished_batches(conn):
             log.info("publishing batch %s left in the outbox", event.batch_id)
-            await self._publish(conn, event)
+            await self._announce(event)
+            await mark_published(conn, event.batch_id)
 
     async def _with_db(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``work`` on the connection, reconnecting and retrying while the DB is down."""
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(DB_UNAVAILABLE),
+            retry=retry_if_exception_type((*DB_UNAVAILABLE, *RETRY_BATCH)),
             wait=wait_exponential_jitter(
                 multiplier=self._settings.sink.db_retry_initial_s,
                 max=self._settings.sink.db_retry_max_s,
