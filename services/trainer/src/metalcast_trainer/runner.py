@@ -254,20 +254,11 @@ class TrainingRunner:
                 "chosen": champion.name,
                 "window_hash": digest,
             }
-            reason = f"production v{champion_info.version} already fits this window"
-            report.decisions[symbol] = reason
-            async with self._pool.acquire() as conn:
-                await store.record_result(
-                    conn,
-                    report.run_id,
-                    symbol,
-                    "unchanged",
-                    reason=reason,
-                    version_id=champion_info.id,
-                    window=win,
-                    decision=detail,
-                )
-            report.unchanged.append(symbol)
+            same = Decision(
+                "refit", champion, champion, False, "the production version fits this window"
+            )
+            report.decisions[symbol] = same.reason
+            await self._unchanged(report, symbol, champion_info, same, win, detail)
             return
 
         # 1. backtest the candidates and the champion's configuration on the same origins
