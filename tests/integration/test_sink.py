@@ -429,3 +429,57 @@ async def test_two_sinks_writing_the_same_hour_keep_each_others_metals(
         await conn_b.close()
     row = (await fetch(pg_settings, "SELECT * FROM analytics.metal_prices"))[0]
     assert (float(row["xau"]), float(row["xag"])) == (2650.5, 31.25)
+
+
+async def test_sigterm_stops_a_sink_retrying_an_unreachable_database(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """The database never answers: the sink retries, naming the server and the attempt, and
+    still stops within a few seconds of SIGTERM (compose's stop and rolling deploys)."""
+    import os
+    import signal
+    import socket
+    import sys
+    import time
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "METALCAST_POSTGRES__URL": f"postgresql://postgres:hidden@127.0.0.1:{dead_port}/nowhere",
+        "METALCAST_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "METALCAST_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "METALCAST_SINK__DB_RETRY_INITIAL_S": "0.2",
+        "METALCAST_SINK__DB_RETRY_MAX_S": "30",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "metalcast_sink",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any("unavailable (attempt 2" in line for line in seen):
+            assert time.monotonic() < deadline, seen[-5:]
+            line = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert line, f"the sink exited early: {seen[-5:]}"
+            seen.append(line.decode())
+        proc.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        rest = await asyncio.wait_for(proc.communicate(), 15)
+        stopped_in = time.monotonic() - began
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert stopped_in < 8, stopped_in
+    assert proc.returncode in (0, 128 + signal.SIGTERM)
+    retry = next(line for line in seen if "unavailable (attempt" in line)
+    assert f"database 127.0.0.1:{dead_port}/nowhere unavailable (attempt 1" in retry
+    assert "hidden" not in "".join(seen) + rest[1].decode()

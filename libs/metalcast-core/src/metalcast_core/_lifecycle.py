@@ -3,21 +3,58 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# How long a service may take to stop by itself after SIGTERM/SIGINT before it is cancelled
+# wherever it waits (a database that does not answer, a broker, S3): compose's stop and a
+# rolling deploy must not hang. A second signal cancels at once.
+STOP_GRACE_S = 5.0
 
 
-def run_until_signal(serve: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    """Run ``serve(stop)`` in a new event loop; SIGINT or SIGTERM sets ``stop``."""
+def run_until_signal(
+    serve: Callable[[asyncio.Event], Awaitable[T]], grace_s: float = STOP_GRACE_S
+) -> T:
+    """Run ``serve(stop)`` in a new event loop; SIGINT or SIGTERM sets ``stop``.
+
+    A service that has not returned ``grace_s`` seconds after the signal (or at a second
+    signal) is cancelled: its ``finally`` blocks run (clients stop, uncommitted work is
+    abandoned, never half-committed) and the process exits with 128 + the signal number."""
 
     async def main() -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(serve(stop))
+        received: list[int] = []
+
+        def cancel() -> None:
+            if not task.done():
+                log.warning(
+                    "still running %.0f s after the signal: cancelling wherever it waits",
+                    grace_s,
+                )
+                task.cancel()
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            if stop.is_set():  # a second signal: do not wait any longer
+                cancel()
+                return
+            stop.set()
+            loop.call_later(grace_s, cancel)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await serve(stop)
+            loop.add_signal_handler(sig, on_signal, int(sig))
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if received:
+                raise SystemExit(128 + received[0]) from None
+            raise
 
     return asyncio.run(main())

@@ -11,11 +11,17 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
+from urllib.parse import urlsplit
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
 
 from metalcast_core import (
     BATCH_LOADED,
@@ -342,9 +348,17 @@ class Sink:
                 return await work(self._conn)
         raise AssertionError("unreachable")
 
-    async def _on_db_error(self, state: object) -> None:
+    async def _on_db_error(self, state: RetryCallState) -> None:
         self.stats.db_retries += 1
-        log.warning("database unavailable, retrying the batch: %s", getattr(state, "outcome", ""))
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.warning(
+            "database %s unavailable (attempt %d, next in %.1f s), the batch is kept: %s",
+            _server_of(self._settings.postgres.url),
+            state.attempt_number,
+            wait,
+            f"{type(error).__name__}: {error}" if error is not None else "no error recorded",
+        )
         if self._conn is not None and not self._conn.is_closed():
             self._conn.terminate()
         self._conn = None
@@ -358,3 +372,11 @@ class Sink:
             if await self._consumer.position(tp) < ends[tp]:
                 return False
         return True
+
+
+def _server_of(url: str) -> str:
+    """``host:port/database`` of a PostgreSQL URL, without the credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}{parts.path}"
