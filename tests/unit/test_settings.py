@@ -19,8 +19,8 @@ def test_with_database_keeps_the_server_credentials_and_options() -> None:
 
 def test_with_database_on_a_url_without_a_database() -> None:
     assert (
-        PostgresSettings(url="postgresql://postgres@127.0.0.1:55432").with_database("x").url
-        == "postgresql://postgres@127.0.0.1:55432/x"
+        PostgresSettings(url="postgresql://postgres@127.0.0.1:25432").with_database("x").url
+        == "postgresql://postgres@127.0.0.1:25432/x"
     )
 
 

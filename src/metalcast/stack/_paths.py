@@ -60,12 +60,14 @@ class StackConfig:
 
     stack_dir: Path
     cache_dir: Path
-    pg_port: int = 55432
-    kafka_port: int = 59092
-    kafka_controller_port: int = 59093
-    s3_port: int = 59000
-    s3_console_port: int = 59001
-    airflow_port: int = 58080
+    # Below Linux's ephemeral range (32768-60999): a client retrying a stopped server there
+    # can connect to itself on that port and keep the server from binding when it restarts.
+    pg_port: int = 25432
+    kafka_port: int = 29092
+    kafka_controller_port: int = 29093
+    s3_port: int = 29000
+    s3_console_port: int = 29001
+    airflow_port: int = 28080
     host: str = "127.0.0.1"
     # "auto": MinIO, built if missing; SeaweedFS if that build fails.
     s3_implementation: S3Implementation = "auto"
@@ -85,12 +87,12 @@ class StackConfig:
         return cls(
             stack_dir=stack_dir.absolute(),
             cache_dir=cache_dir.absolute(),
-            pg_port=_port(env, "METALCAST_STACK_PG_PORT", 55432),
-            kafka_port=_port(env, "METALCAST_STACK_KAFKA_PORT", 59092),
-            kafka_controller_port=_port(env, "METALCAST_STACK_KAFKA_CONTROLLER_PORT", 59093),
-            s3_port=_port(env, "METALCAST_STACK_S3_PORT", 59000),
-            s3_console_port=_port(env, "METALCAST_STACK_S3_CONSOLE_PORT", 59001),
-            airflow_port=_port(env, "METALCAST_STACK_AIRFLOW_PORT", 58080),
+            pg_port=_port(env, "METALCAST_STACK_PG_PORT", 25432),
+            kafka_port=_port(env, "METALCAST_STACK_KAFKA_PORT", 29092),
+            kafka_controller_port=_port(env, "METALCAST_STACK_KAFKA_CONTROLLER_PORT", 29093),
+            s3_port=_port(env, "METALCAST_STACK_S3_PORT", 29000),
+            s3_console_port=_port(env, "METALCAST_STACK_S3_CONSOLE_PORT", 29001),
+            airflow_port=_port(env, "METALCAST_STACK_AIRFLOW_PORT", 28080),
             s3_implementation=s3,  # type: ignore[arg-type]
         )
 

@@ -25,7 +25,7 @@ PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "minioadmin", "passwo
 
 
 class PostgresSettings(BaseModel):
-    url: str = "postgresql://postgres@127.0.0.1:55432/metalcast"
+    url: str = "postgresql://postgres@127.0.0.1:25432/metalcast"
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=5, ge=1)
 
@@ -36,7 +36,7 @@ class PostgresSettings(BaseModel):
 
 
 class KafkaSettings(BaseModel):
-    bootstrap_servers: str = "127.0.0.1:59092"
+    bootstrap_servers: str = "127.0.0.1:29092"
     client_id: str = "metalcast"
     ticks_partitions: int = Field(default=6, ge=1)
     # Prepended to every topic name; empty in production. Tests use a unique prefix each.
@@ -47,7 +47,7 @@ class KafkaSettings(BaseModel):
 
 
 class S3Settings(BaseModel):
-    endpoint_url: str | None = "http://127.0.0.1:59000"
+    endpoint_url: str | None = "http://127.0.0.1:29000"
     access_key_id: SecretStr = SecretStr("metalcast")
     secret_access_key: SecretStr = SecretStr("metalcast-local-secret")
     region: str = "us-east-1"

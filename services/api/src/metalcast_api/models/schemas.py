@@ -563,7 +563,7 @@ class ArtifactUrlRead(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "url": "http://127.0.0.1:59000/metalcast-models/models/XAU/3/XAUUSD.zip?X-Amz-…",
+                    "url": "http://127.0.0.1:29000/metalcast-models/models/XAU/3/XAUUSD.zip?X-Amz-…",
                     "expires_at": "2026-01-15T11:05:00Z",
                     "sha256": "9f2c…",
                     "size_bytes": 20480,
