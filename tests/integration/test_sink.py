@@ -205,6 +205,39 @@ async def test_bad_messages_go_to_the_dlq_and_the_good_ones_around_them_land(
     assert "future" in by_original[BAD_MESSAGES[7][1]]
 
 
+async def test_a_poison_pill_too_large_to_dead_letter_whole_does_not_stop_the_partition(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    """900 KB that is not JSON: base64-encoded whole, its dead letter would exceed Kafka's
+    1 MiB limit and the sink would die on it at every restart. It is dead-lettered cut, with
+    its size and sha256, its offset committed, and the ticks behind it land."""
+    import hashlib
+
+    good = hourly_ticks(2, ("XAU",))
+    pill = b"\xff" + bytes(range(256)) * 3500  # 896,001 bytes, not UTF-8, not JSON
+    await produce_raw(
+        kafka_settings,
+        TICKS,
+        [(b"XAU", TICKS.encode(good[0])), (b"XAU", pill), (b"XAU", TICKS.encode(good[1]))],
+    )
+    settings = sink_settings(pg_settings, kafka_settings)
+    stats = await asyncio.wait_for(
+        run_sink(settings, until_idle=True, consumer_options=FAST_GROUP), 120
+    )
+    assert stats.dead_lettered == 1
+    assert await fetchval(pg_settings, "SELECT count(*) FROM prices.ticks") == 2
+    [letter] = [TICKS_DLQ.decode(v) for v in await read_all(kafka_settings, TICKS_DLQ)]
+    assert letter.truncated
+    assert (letter.original_size, letter.original_sha256) == (
+        len(pill),
+        hashlib.sha256(pill).hexdigest(),
+    )
+    assert pill.startswith(letter.original)
+    # Committed past it: a second run reads nothing again.
+    again = await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
+    assert (again.ticks_received, again.dead_lettered) == (0, 0)
+
+
 async def test_a_tick_the_database_refuses_is_isolated_into_the_dlq(
     pg_settings: PostgresSettings, kafka_settings: KafkaSettings
 ) -> None:

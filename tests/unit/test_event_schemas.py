@@ -113,3 +113,21 @@ def test_schemas_refuse_what_the_models_refuse() -> None:
         assert _errors(validator, {**tick, field: bad}), f"{field}={bad!r} passed the schema"
     missing = {k: v for k, v in tick.items() if k != "observed_at"}
     assert _errors(validator, missing), "a tick without observed_at passed the schema"
+
+
+def test_a_dead_letter_too_large_for_kafka_is_cut_with_its_size_and_hash() -> None:
+    import hashlib
+
+    from metalcast_core import DEAD_LETTER_MAX_BYTES, DeadLetter
+
+    garbage = bytes(range(256)) * 3600  # 921,600 bytes: ~1.23 MB once base64-encoded
+    letter = DeadLetter(stage="sink", source="t", reason="not JSON", original=garbage).within()
+    encoded = letter.model_dump_json()
+    assert len(encoded) <= DEAD_LETTER_MAX_BYTES
+    assert letter.truncated
+    assert letter.original_size == len(garbage)
+    assert letter.original_sha256 == hashlib.sha256(garbage).hexdigest()
+    assert garbage.startswith(letter.original)
+    assert len(letter.original) > 600_000  # it keeps as much as fits
+    small = DeadLetter(stage="sink", source="t", reason="bad", original=b"{}")
+    assert small.within() is small

@@ -2,6 +2,7 @@
 
 from metalcast_core._db import connect, create_pool, migrate, migration_files
 from metalcast_core._events import (
+    DEAD_LETTER_MAX_BYTES,
     BatchLoaded,
     DeadLetter,
     Event,
@@ -51,6 +52,7 @@ from metalcast_core._validation import tick_problem
 __all__ = [
     "ALL_TOPICS",
     "BATCH_LOADED",
+    "DEAD_LETTER_MAX_BYTES",
     "DEFAULT_KNOWN_SYMBOLS",
     "METALS",
     "METALS_BY_SYMBOL",

@@ -44,10 +44,17 @@ class PriceTick(Event):
     raw: dict[str, Any] | None = None
 
 
+# A dead letter must fit in one Kafka message (the broker's and producer's 1 MiB default),
+# or the poison pill it reports would stop its partition: see DeadLetter.within.
+DEAD_LETTER_MAX_BYTES = 900_000
+
+
 class DeadLetter(Event):
     """Something that could not be decoded or validated. Topic ``prices.ticks.dlq``.
 
-    ``original`` holds the bytes exactly as received; in JSON they are base64url text.
+    ``original`` holds the bytes exactly as received; in JSON they are base64url text. An
+    original too large for a Kafka message is cut (``truncated``), and its full size and
+    sha256 are kept (``original_size``, ``original_sha256``).
     """
 
     model_config = ConfigDict(
@@ -62,6 +69,28 @@ class DeadLetter(Event):
     partition: int | None = None
     offset: int | None = None
     failed_at: UtcDatetime = Field(default_factory=utcnow)
+    original_size: int | None = None
+    original_sha256: str | None = None
+    truncated: bool = False
+
+    def within(self, max_bytes: int = DEAD_LETTER_MAX_BYTES) -> DeadLetter:
+        """This dead letter, its original cut so that the whole message is at most
+        ``max_bytes`` of JSON (base64 takes 4 bytes per 3); unchanged if it already fits."""
+        encoded = len(self.model_dump_json())
+        if encoded <= max_bytes:
+            return self
+        import hashlib
+
+        empty = self.model_copy(
+            update={
+                "original": b"",
+                "truncated": True,
+                "original_size": len(self.original),
+                "original_sha256": hashlib.sha256(self.original).hexdigest(),
+            }
+        )
+        room = max(0, (max_bytes - len(empty.model_dump_json()) - 8) * 3 // 4)
+        return empty.model_copy(update={"original": self.original[:room]})
 
 
 class BatchLoaded(Event):
@@ -106,6 +135,7 @@ class ProductionChanged(Event):
 
 
 __all__ = [
+    "DEAD_LETTER_MAX_BYTES",
     "BatchLoaded",
     "DeadLetter",
     "Event",

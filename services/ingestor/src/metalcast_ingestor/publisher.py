@@ -63,7 +63,7 @@ class TickPublisher:
                         source=item.source,
                         reason=item.reason,
                         original=item.original,
-                    )
+                    ).within()
                 )
                 continue
             problem = tick_problem(item, self._known, now)
@@ -74,7 +74,7 @@ class TickPublisher:
                         source=item.source,
                         reason=problem,
                         original=TICKS.encode(item),
-                    )
+                    ).within()
                 )
                 continue
             by_symbol[item.symbol].append(item)

@@ -322,7 +322,7 @@ class Sink:
             original_topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-        )
+        ).within()  # a poison pill's report must itself fit in a Kafka message
 
     async def _publish_outbox(self, conn: asyncpg.Connection) -> None:
         for event in await unpublished_batches(conn):
