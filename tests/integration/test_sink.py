@@ -16,6 +16,7 @@ from metalcast_core import (
     METAL_SYMBOLS,
     TICKS,
     TICKS_DLQ,
+    BatchLoaded,
     DeadLetter,
     KafkaSettings,
     PostgresSettings,
@@ -516,3 +517,71 @@ async def test_sigterm_stops_a_sink_retrying_an_unreachable_database(
     retry = next(line for line in seen if "unavailable (attempt" in line)
     assert f"database 127.0.0.1:{dead_port}/nowhere unavailable (attempt 1" in retry
     assert "hidden" not in "".join(seen) + rest[1].decode()
+
+
+async def test_the_outbox_relay_publishes_an_event_left_behind_while_the_sink_runs(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    """A batch whose event was never published (a lost acknowledgement): the running sink's
+    relay publishes it and marks it, without a restart; an event published normally is not
+    published twice."""
+    import uuid as uuid_
+
+    await produce_raw(
+        kafka_settings, TICKS, [(b"XAU", TICKS.encode(t)) for t in hourly_ticks(2, ("XAU",))]
+    )
+    settings = sink_settings(pg_settings, kafka_settings)
+    settings = settings.model_copy(
+        update={
+            "sink": settings.sink.model_copy(update={"relay_every_s": 0.2, "relay_after_s": 1.0})
+        }
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_sink(settings, stop=stop, consumer_options=FAST_GROUP))
+    try:
+        for _ in range(300):
+            if await fetchval(pg_settings, "SELECT count(*) FROM prices.ticks") == 2:
+                break
+            await asyncio.sleep(0.05)
+        lost = BatchLoaded(
+            batch_id=uuid_.uuid4(),
+            symbols=["XAG"],
+            first_hour=T0,
+            last_hour=T0,
+            rows_inserted=1,
+            ticks_received=1,
+        )
+        conn = await asyncpg.connect(pg_settings.url)
+        try:
+            await conn.execute(
+                "INSERT INTO pipeline.batches (batch_id, loaded_at, symbols, first_hour, "
+                "last_hour, ticks_received, rows_inserted, duplicates, dead_lettered, event) "
+                "VALUES ($1, now() - interval '5 seconds', $2, $3, $3, 1, 1, 0, 0, $4::jsonb)",
+                lost.batch_id,
+                lost.symbols,
+                T0,
+                lost.model_dump_json(),
+            )
+        finally:
+            await conn.close()
+        for _ in range(200):
+            published = await fetchval(
+                pg_settings,
+                "SELECT published_at IS NOT NULL FROM pipeline.batches WHERE batch_id = $1",
+                lost.batch_id,
+            )
+            if published:
+                break
+            await asyncio.sleep(0.05)
+        assert published
+        await asyncio.sleep(2)  # more relay rounds: nothing else is republished
+    finally:
+        stop.set()
+        stats = await asyncio.wait_for(task, 30)
+    events = [BATCH_LOADED.decode(v) for v in await read_all(kafka_settings, BATCH_LOADED)]
+    ids = [e.batch_id for e in events]
+    assert ids.count(lost.batch_id) == 1
+    assert len(ids) == len(set(ids))
+    assert stats.relayed == 1
+    unpublished = "SELECT count(*) FROM pipeline.batches WHERE published_at IS NULL"
+    assert await fetchval(pg_settings, unpublished) == 0

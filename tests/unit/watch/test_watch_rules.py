@@ -82,3 +82,14 @@ def test_a_run_left_running_too_long_is_reported_as_stuck() -> None:
 def test_the_groups_measured_by_default_are_the_registry_s() -> None:
     cfg = WatchSection()
     assert (cfg.sink_group, cfg.trainer_group) == (SINK_GROUP, TRAINER_GROUP)
+
+
+def test_an_outbox_that_does_not_drain_is_reported() -> None:
+    figures = _healthy()
+    figures.outbox_unpublished = 3
+    figures.outbox_oldest = NOW - timedelta(minutes=2)
+    assert evaluate(figures, CFG) == []  # the relay has not had its minute yet
+    figures.outbox_oldest = NOW - timedelta(minutes=25)
+    [problem] = evaluate(figures, CFG)
+    assert problem.startswith("the outbox is not draining: 3 batch-loaded event(s)")
+    assert "oldest for 25 min" in problem

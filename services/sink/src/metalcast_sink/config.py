@@ -19,6 +19,10 @@ class SinkSection(BaseModel):
     # Back-off while the database is unreachable (the batch is kept and retried).
     db_retry_initial_s: float = Field(default=0.5, gt=0)
     db_retry_max_s: float = Field(default=30.0, gt=0)
+    # The outbox relay: every relay_every_s, events still unpublished relay_after_s after
+    # their batch's commit are published (the normal path publishes right after the commit).
+    relay_every_s: float = Field(default=30.0, gt=0)
+    relay_after_s: float = Field(default=60.0, ge=0)
 
 
 class SinkSettings(ServiceSettings):

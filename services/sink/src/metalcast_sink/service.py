@@ -37,6 +37,7 @@ from metalcast_sink.writer import (
     TickRows,
     find_refused,
     mark_published,
+    relay_stale,
     unpublished_batches,
     write_batch,
 )
@@ -102,6 +103,7 @@ class SinkStats:
     ticks_received: int = 0
     rows_inserted: int = 0
     dead_lettered: int = 0
+    relayed: int = 0  # outbox events published by the relay, not right after their commit
     db_retries: int = 0
     decode_s: float = 0.0  # time spent decoding records into rows, dead letters included
     write_s: float = 0.0  # time spent writing batches to PostgreSQL (their transactions)
@@ -139,6 +141,7 @@ class Sink:
             # is written.
             decoded: asyncio.Queue[Decoded | None] = asyncio.Queue(maxsize=1)
             reader = asyncio.create_task(self._read(decoded, stop, until_idle))
+            relay = asyncio.create_task(self._relay(stop))
             try:
                 while True:
                     self._writer_waits.set()
@@ -154,9 +157,10 @@ class Sink:
                     await self._with_db(lambda conn: mark_published(conn, *ids))
                     self._published = []
             finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
+                for task in (reader, relay):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 if self._finishing is not None and not self._finishing.done():
                     self._finishing.cancel()  # leaving on an error: the batch is re-read
                     with contextlib.suppress(asyncio.CancelledError):
@@ -323,6 +327,32 @@ class Sink:
             partition=record.partition,
             offset=record.offset,
         ).within()  # a poison pill's report must itself fit in a Kafka message
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        """Keep the outbox drained while running: events left unpublished (a lost
+        acknowledgement) go out within ``relay_every_s + relay_after_s``, not at the next
+        restart. Its own connection; errors are logged and tried again next time."""
+        cfg = self._settings.sink
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), cfg.relay_every_s)
+            if stop.is_set():
+                return
+            try:
+                conn = await self._connect()
+                try:
+                    sent = list(self._published)  # published, to be marked with the next batch
+                    if sent:
+                        await mark_published(conn, *sent)
+                    relayed = await relay_stale(conn, cfg.relay_after_s, self._announce)
+                finally:
+                    await conn.close()
+            except Exception as exc:  # the next round tries again; the batch is safe
+                log.warning("outbox relay failed, will retry: %s: %s", type(exc).__name__, exc)
+                continue
+            if relayed:
+                self.stats.relayed += len(relayed)
+                log.warning("relayed %d batch-loaded event(s) left in the outbox", len(relayed))
 
     async def _publish_outbox(self, conn: asyncpg.Connection) -> None:
         for event in await unpublished_batches(conn):

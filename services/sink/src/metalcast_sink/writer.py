@@ -31,7 +31,7 @@ import itertools
 import json
 import operator
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -604,6 +604,38 @@ async def unpublished_batches(conn: asyncpg.Connection) -> list[BatchLoaded]:
         "SELECT event FROM pipeline.batches WHERE published_at IS NULL ORDER BY loaded_at"
     )
     return [BatchLoaded.model_validate_json(r["event"]) for r in rows]
+
+
+async def relay_stale(
+    conn: asyncpg.Connection,
+    older_than_s: float,
+    announce: Callable[[BatchLoaded], Awaitable[None]],
+    limit: int = 100,
+) -> list[uuid.UUID]:
+    """Publish batch-loaded events still unpublished ``older_than_s`` after their commit (a
+    lost acknowledgement, a crash between commit and publish) and mark them published.
+
+    The rows stay locked (``FOR UPDATE SKIP LOCKED``) while their events are sent, so several
+    sink instances relay each row once; a crash before the commit republishes it later, which
+    the trainer's idempotence makes harmless."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            """
+            SELECT batch_id, event FROM pipeline.batches
+            WHERE published_at IS NULL AND loaded_at < now() - make_interval(secs => $1)
+            ORDER BY loaded_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+            """,
+            older_than_s,
+            limit,
+        )
+        for row in rows:
+            await announce(BatchLoaded.model_validate_json(row["event"]))
+        ids = [r["batch_id"] for r in rows]
+        if ids:
+            await mark_published(conn, *ids)
+    return ids
 
 
 async def mark_published(conn: asyncpg.Connection, *batch_ids: uuid.UUID) -> None:

@@ -23,6 +23,9 @@ class WatchSection(BaseModel):
     fail_on_failed_training: bool = True
     # A training run still 'running' after this long is stuck (its trainer died or hangs).
     max_run_minutes: float = Field(default=30.0, gt=0)
+    # A batch-loaded event still unpublished this long after its commit: the sink's outbox
+    # relay is not draining (its relay publishes after about a minute).
+    max_outbox_age_minutes: float = Field(default=10.0, gt=0)
     # Whether the dead-letter topic growing since the previous watch run fails the watch.
     fail_on_dlq_growth: bool = True
 

@@ -57,6 +57,14 @@ async def _running_runs(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+async def _outbox(conn: asyncpg.Connection) -> tuple[int, datetime | None]:
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, min(loaded_at) AS oldest FROM pipeline.batches "
+        "WHERE published_at IS NULL"
+    )
+    return (int(row["n"]), row["oldest"]) if row is not None else (0, None)
+
+
 async def _end_offsets(
     kafka: KafkaSettings, topic: str
 ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
@@ -131,6 +139,10 @@ async def observe(settings: WatchSettings, conn: asyncpg.Connection) -> Figures:
         figures.running_runs = await _running_runs(conn)
     except Exception as exc:
         figures.errors.append(f"cannot read the running training runs: {exc}")
+    try:
+        figures.outbox_unpublished, figures.outbox_oldest = await _outbox(conn)
+    except Exception as exc:
+        figures.errors.append(f"cannot read the sink's outbox: {exc}")
     for attr, group, topic in (
         ("sink_lag", cfg.sink_group, kafka.topic_name(TICKS)),
         ("trainer_lag", cfg.trainer_group, kafka.topic_name(BATCH_LOADED)),

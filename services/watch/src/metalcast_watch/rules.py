@@ -20,6 +20,9 @@ class Figures:
     newest_tick: dict[str, datetime | None] = field(default_factory=dict)
     last_training: dict[str, Any] | None = None
     running_runs: list[dict[str, Any]] = field(default_factory=list)
+    # unpublished batch-loaded events: how many, and the oldest one's commit time
+    outbox_unpublished: int = 0
+    outbox_oldest: datetime | None = None
     sink_lag: int | None = None
     trainer_lag: int | None = None
     dlq_end: int | None = None
@@ -56,6 +59,14 @@ def evaluate(figures: Figures, cfg: WatchSection) -> list[str]:
             problems.append(
                 f"training run #{running['id']} is stuck: running for {age_min:.0f} min "
                 f"(since {started:%Y-%m-%d %H:%M} UTC; threshold {cfg.max_run_minutes:.0f} min)"
+            )
+    if figures.outbox_oldest is not None:
+        age_min = (figures.checked_at - figures.outbox_oldest).total_seconds() / 60
+        if age_min > cfg.max_outbox_age_minutes:
+            problems.append(
+                f"the outbox is not draining: {figures.outbox_unpublished} batch-loaded "
+                f"event(s) unpublished, the oldest for {age_min:.0f} min (threshold "
+                f"{cfg.max_outbox_age_minutes:.0f} min)"
             )
     if figures.sink_lag is not None and figures.sink_lag > cfg.max_sink_lag:
         problems.append(
