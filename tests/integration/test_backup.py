@@ -28,6 +28,7 @@ from metalcast_backup.dump import PgTarget, count_rows_in, database_exists, drop
 from metalcast_backup.service import BackupFailed, RefusedError
 from metalcast_core import METALS, KafkaSettings, PostgresSettings, S3Settings, make_s3_client
 from tests.conftest import Stack
+from tests.support import fetchval
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -217,13 +218,18 @@ async def test_twenty_five_backups_leave_exactly_the_newest_twenty(
 
 
 async def test_verify_and_restore_refuse_the_live_database(
-    pg_settings: PostgresSettings, s3_settings: S3Settings
+    pg_settings: PostgresSettings, s3_settings: S3Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service = build_service(backup_settings(pg_settings, s3_settings))
-    manifest = await service.run()
     live = PgTarget(pg_settings.url).database
+    # Make verify's random scratch name come out as the live database's own name: verify
+    # itself must refuse to restore into it (and drop it afterwards).
+    service = build_service(backup_settings(pg_settings, s3_settings, scratch_prefix=""))
+    manifest = await service.run()
+    monkeypatch.setattr("metalcast_backup.verify.secrets.token_hex", lambda _n: live)
     with pytest.raises(RefusedError, match="live database"):
-        service._refuse_live(live)
+        await service.verify(manifest.backup_id)
+    assert await fetchval(pg_settings, "SELECT count(*) FROM ops.backups") >= 1  # still here
+    monkeypatch.undo()
     with pytest.raises(RefusedError, match="live database"):
         await service.restore(manifest.backup_id, live)
     other = f"restore_{uuid.uuid4().hex[:8]}"
