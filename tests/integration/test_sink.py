@@ -585,3 +585,48 @@ async def test_the_outbox_relay_publishes_an_event_left_behind_while_the_sink_ru
     assert stats.relayed == 1
     unpublished = "SELECT count(*) FROM pipeline.batches WHERE published_at IS NULL"
     assert await fetchval(pg_settings, unpublished) == 0
+
+
+async def test_dead_letters_are_listed_shown_and_replayed_once_fixed(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    """A tick for a symbol not yet catalogued is dead-lettered; `metalcast sink dlq` lists and
+    shows it; once the symbol is known, `replay` sends it back and the sink stores it once."""
+    from typer.testing import CliRunner
+
+    from metalcast_sink.cli import make_app
+
+    stray = PriceTick(symbol="XRH", source="test", observed_at=T0, price=4800.0)
+    await produce_raw(
+        kafka_settings, TICKS, [(b"XRH", TICKS.encode(stray)), (b"x", b"not json at all")]
+    )
+    settings = sink_settings(pg_settings, kafka_settings)
+    first = await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
+    assert first.dead_lettered == 2
+
+    app = make_app(lambda: settings)
+    runner = CliRunner()
+    listed = await asyncio.to_thread(runner.invoke, app, ["dlq", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "2 dead letter(s)" in listed.output
+    assert "unknown symbol 'XRH'" in listed.output
+    where = next(line.split()[0] for line in listed.output.splitlines() if "XRH" in line)
+    shown = await asyncio.to_thread(runner.invoke, app, ["dlq", "show", where])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["original"] == TICKS.encode(stray).decode()
+
+    dry = await asyncio.to_thread(runner.invoke, app, ["dlq", "replay", "--dry-run"])
+    assert "skip" in dry.output
+    assert "the original is not JSON" in dry.output
+    assert "would replay 1 of 2" in dry.output
+    replayed = await asyncio.to_thread(
+        runner.invoke, app, ["dlq", "replay", "--reason", "unknown symbol"]
+    )
+    assert replayed.exit_code == 0, replayed.output
+    assert "replayed 1, skipped 0" in replayed.output
+
+    fixed = settings.model_copy(update={"known_symbols": [*settings.known_symbols, "XRH"]})
+    second = await run_sink(fixed, until_idle=True, consumer_options=FAST_GROUP)
+    assert (second.ticks_received, second.dead_lettered) == (1, 0)
+    rows = await fetch(pg_settings, "SELECT symbol, price FROM prices.ticks WHERE symbol = 'XRH'")
+    assert [(r["symbol"], float(r["price"])) for r in rows] == [("XRH", 4800.0)]
