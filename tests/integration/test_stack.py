@@ -297,9 +297,9 @@ async def test_a_second_stack_stops_restarts_with_its_data_and_purges(
 
 
 def test_a_server_that_cannot_start_fails_with_its_log(other_config: StackConfig) -> None:
+    # Bound but not listening: no holder to name, so PostgreSQL starts and fails to bind.
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", other_config.pg_port))
-        taken.listen()
         with pytest.raises(StackError) as failed:
             Postgres(other_config).start()
     message = str(failed.value)
@@ -321,3 +321,19 @@ def test_a_failed_up_stops_the_servers_it_started(other_config: StackConfig) -> 
     assert not any(st.running for st in local_stack.status(other_config).values())
     assert not list(other_config.stack_dir.glob("*/pid"))
     assert local_stack.status()["kafka"].running  # the session's stack is untouched
+
+
+def test_a_port_held_by_another_process_is_refused_naming_it(other_config: StackConfig) -> None:
+    """Not this stack's PostgreSQL on the port: refused before anything starts, with the
+    holder's pid and command (here this test process)."""
+    import os
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", other_config.pg_port))
+        taken.listen()
+        with pytest.raises(StackError) as refused:
+            Postgres(other_config).start()
+    message = str(refused.value)
+    assert f"port {other_config.pg_port} for postgresql is held by pid {os.getpid()}" in message
+    assert "python" in message
+    assert not (other_config.stack_dir / "postgres" / "data").exists()  # nothing started

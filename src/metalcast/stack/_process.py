@@ -197,6 +197,35 @@ def run(
         raise fail(f"{what} failed (exit {result.returncode})", log)
 
 
+def listener_of(port: int) -> tuple[int, str] | None:
+    """(pid, command line) of the process listening on TCP ``port`` (any address), if this
+    machine's /proc shows one; ``None`` when nothing listens or the owner is not visible."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # LISTEN
+                inodes.add(f"socket:[{inode}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return int(proc.name), cmdline(int(proc.name)).strip()
+        except OSError:
+            continue
+    return None
+
+
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):

@@ -18,6 +18,7 @@ from metalcast.stack._paths import ServerPaths, StackConfig
 from metalcast.stack._process import (
     StackError,
     is_alive,
+    listener_of,
     memory_kib,
     running_pid,
     stop_pid,
@@ -180,6 +181,7 @@ class Server(ABC):
                 return StartReport(
                     self.name, self.implementation, False, pid, time.monotonic() - begin
                 )
+            self._refuse_held_ports()
             t0 = time.monotonic()
             self.install()
             installed = time.monotonic() - t0
@@ -196,6 +198,24 @@ class Server(ABC):
             return StartReport(
                 self.name, self.implementation, True, pid, time.monotonic() - t1, installed
             )
+
+    def ports(self) -> list[int]:
+        """Every TCP port the server listens on (its address's; more where it has more)."""
+        return [int(self.address.rsplit(":", 1)[1])]
+
+    def _refuse_held_ports(self) -> None:
+        """A port this stack would start on, held by another process, is refused with that
+        process named: starting anyway would fail obscurely, or (an orphan from another
+        checkout) answer for this stack with the wrong data."""
+        for port in self.ports():
+            holder = listener_of(port)
+            if holder is not None:
+                pid, command = holder
+                raise StackError(
+                    f"port {port} for {self.implementation} is held by pid {pid} "
+                    f"({command[:200] or 'command unknown'}), not by this stack: stop it, or "
+                    f"choose other ports (METALCAST_STACK_*_PORT)"
+                )
 
     def _wait(self, what: str) -> None:
         wait_ready(

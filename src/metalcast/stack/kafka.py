@@ -101,6 +101,9 @@ class Kafka(Server):
     def controller_address(self) -> str:
         return f"{self.config.host}:{self.config.kafka_controller_port}"
 
+    def ports(self) -> list[int]:
+        return [self.config.kafka_port, self.config.kafka_controller_port]
+
     @property
     def properties(self) -> Path:
         return self.paths.root / "server.properties"

@@ -71,6 +71,9 @@ class MinIO(S3Server):
     stop_timeout_s = 20.0
     ready_timeout_s = 60.0
 
+    def ports(self) -> list[int]:
+        return [self.config.s3_port, self.config.s3_console_port]
+
     @property
     def binary(self) -> Path:
         return self.config.cache_dir / f"minio-{VERSION}" / "bin" / "minio"
