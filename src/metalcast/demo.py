@@ -145,6 +145,9 @@ async def _live(stop: asyncio.Event, live_hours: int, tick_s: float) -> None:
         if task in tasks and task.exception() is not None:
             typer.secho(f"{task.get_name()} stopped: {task.exception()!r}", fg="red", err=True)
     stop.set()
+    _, pending = await asyncio.wait(tasks, timeout=3)
+    if pending:
+        typer.echo(f"stopping: waiting for {', '.join(sorted(t.get_name() for t in pending))}")
     await asyncio.gather(*tasks, return_exceptions=True)
     typer.echo("stopped: sink, trainer, API and the simulated feed")
 

@@ -56,3 +56,38 @@ def test_a_second_signal_cancels_at_once() -> None:
         run_until_signal(serve, grace_s=60)
     assert exited.value.code == 128 + signal.SIGINT
     assert time.monotonic() - began < 3
+
+
+def test_a_clean_up_that_hangs_cannot_keep_the_process_alive() -> None:
+    """A finally block that waits forever (a leave-group request to a busy coordinator):
+    the process still ends about two graces after SIGTERM, with 128 + SIGTERM."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from metalcast_core import run_until_signal
+
+        async def serve(stop):
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                print("cleaning up", flush=True)
+                await asyncio.sleep(3600)  # never finishes
+
+        print("ready", flush=True)
+        run_until_signal(serve, grace_s=0.5)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=10)
+    assert code == 128 + signal.SIGTERM
+    assert time.monotonic() - began < 4
+    assert "cleaning up" in proc.stdout.read()

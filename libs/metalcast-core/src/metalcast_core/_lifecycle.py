@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -24,13 +25,21 @@ def run_until_signal(
 
     A service that has not returned ``grace_s`` seconds after the signal (or at a second
     signal) is cancelled: its ``finally`` blocks run (clients stop, uncommitted work is
-    abandoned, never half-committed) and the process exits with 128 + the signal number."""
+    abandoned, never half-committed) and the process exits with 128 + the signal number. If
+    that clean-up itself hangs (a Kafka client's leave-group request can wait 40 s for a
+    busy coordinator) the process ends ``grace_s`` later regardless: nothing it had not
+    committed is lost (offsets move only after the database commit)."""
 
     async def main() -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(serve(stop))
         received: list[int] = []
+
+        def hard_exit() -> None:
+            log.error("clean-up still running %.0f s after cancelling: exiting now", grace_s)
+            logging.shutdown()
+            os._exit(128 + (received[0] if received else signal.SIGTERM))
 
         def cancel() -> None:
             if not task.done():
@@ -39,6 +48,7 @@ def run_until_signal(
                     grace_s,
                 )
                 task.cancel()
+                loop.call_later(grace_s, hard_exit)
 
         def on_signal(signum: int) -> None:
             received.append(signum)
