@@ -32,6 +32,7 @@ from metalcast_backup.bootstrap import build_service
 from metalcast_backup.config import BackupSection, BackupSettings
 from metalcast_backup.dump import PgTarget
 from metalcast_core import METALS, PostgresSettings, S3Settings, make_s3_client, migrate
+from metalcast_sink.writer import copy_ticks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,23 +61,11 @@ async def _load(url: str, ticks: int) -> float:
                     1000.0 + (i % 1000) / 7,
                     "USD",
                     end,
+                    None,
                 )
                 for i in range(start, min(ticks, start + chunk))
             ]
-            await conn.copy_records_to_table(
-                "ticks",
-                schema_name="prices",
-                records=records,
-                columns=[
-                    "symbol",
-                    "source",
-                    "instrument",
-                    "observed_at",
-                    "price",
-                    "currency",
-                    "fetched_at",
-                ],
-            )
+            await copy_ticks(conn, records)
         await conn.execute("ANALYZE prices.ticks")
     finally:
         await conn.close()

@@ -27,6 +27,7 @@ from metalcast_backup.config import BackupSection, BackupSettings
 from metalcast_backup.dump import PgTarget, count_rows_in, database_exists, drop_database
 from metalcast_backup.service import BackupFailed, RefusedError
 from metalcast_core import METALS, KafkaSettings, PostgresSettings, S3Settings, make_s3_client
+from metalcast_sink.writer import copy_ticks
 from tests.conftest import Stack
 from tests.support import fetchval
 
@@ -55,23 +56,11 @@ async def seed_ticks(pg: PostgresSettings, n: int, *, newest: datetime | None = 
                 1000.0 + i % 97,
                 "USD",
                 end,
+                None,
             )
             for i in range(n)
         ]
-        await conn.copy_records_to_table(
-            "ticks",
-            schema_name="prices",
-            records=records,
-            columns=[
-                "symbol",
-                "source",
-                "instrument",
-                "observed_at",
-                "price",
-                "currency",
-                "fetched_at",
-            ],
-        )
+        await copy_ticks(conn, records)
     finally:
         await conn.close()
 

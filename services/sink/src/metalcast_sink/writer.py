@@ -31,7 +31,7 @@ import itertools
 import json
 import operator
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -636,6 +636,14 @@ async def relay_stale(
         if ids:
             await mark_published(conn, *ids)
     return ids
+
+
+async def copy_ticks(conn: asyncpg.Connection, records: Iterable[Sequence[Any]]) -> None:
+    """COPY rows straight into ``prices.ticks`` (values in :data:`TICK_COLUMNS` order),
+    bypassing the hourly rule and the outbox: for seeding tests and benchmarks."""
+    await conn.copy_records_to_table(
+        "ticks", schema_name="prices", records=records, columns=list(TICK_COLUMNS)
+    )
 
 
 async def mark_published(conn: asyncpg.Connection, *batch_ids: uuid.UUID) -> None:
