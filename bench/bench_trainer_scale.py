@@ -1,11 +1,21 @@
-"""Fitting many small series: a plain loop against the trainer's process pool.
+"""Many instruments: what the trainer runs per instrument, then bare fits in a loop and in a
+process pool.
 
     uv run --all-packages python bench/bench_trainer_scale.py [--instruments 1000] [--workers 2]
+        [--trainer-instruments 8]
 
-Synthetic instruments (the generator's integrated AR(1)), ``--points`` hourly points each,
-the default family (ARIMA(1,1,0) with drift, sktime). Both sides run the trainer's full
-per-series path (checks, fit, convergence check, fitted params, in-sample metrics) and keep
-the fitted forecasters. Prints figures; asserts nothing about time.
+1. **What the trainer runs** (its own code, in-process, as ``TrainingRunner`` does for each
+   metal): with ``TrainerSection``'s defaults (5 candidates, 168 origins, horizon 24), for
+   ``--trainer-instruments`` synthetic instruments: the first run (every origin fitted: the
+   backtest, its scores, the decision, the production fit) and a steady-state run after one
+   new hour (the cached origins reused, one new origin per candidate). The per-instrument
+   times are then multiplied out to ``--instruments`` and labelled as such.
+2. **Bare fits** of ``--instruments`` series x ``--points`` hourly points, the default family
+   (ARIMA(1,1,0) with drift, sktime), each through the full per-series path (checks, fit,
+   convergence check, fitted params, in-sample metrics): a plain loop, then a ``FitPool``
+   (which the trainer does not use yet; "Every instrument" wires one in).
+
+Prints figures; asserts nothing about time.
 
 BLAS threads are capped at 1 here, before numpy is imported, so the loop and the workers
 fit under the same conditions (``--threaded-blas`` leaves the parent's BLAS alone).
@@ -19,7 +29,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from metalcast_models import FitResult
@@ -36,6 +46,7 @@ def main() -> None:
     parser.add_argument("--family", default="arima")
     parser.add_argument("--skip-loop", action="store_true")
     parser.add_argument("--threaded-blas", action="store_true")
+    parser.add_argument("--trainer-instruments", type=int, default=8)
     args = parser.parse_args()
 
     if not args.threaded_blas:
@@ -51,6 +62,9 @@ def main() -> None:
     from metalcast_models import FitPool, GeneratedData, fit_frame
 
     print(f"import sktime + trainer: {time.perf_counter() - began:.1f} s")
+
+    if args.trainer_instruments > 0:
+        _trainer_path(args.trainer_instruments, args.instruments)
 
     tickers = [f"SYN{i:04d}" for i in range(args.instruments)]
     frame = GeneratedData(seed=0).window(tickers, args.points)
@@ -105,6 +119,78 @@ def main() -> None:
             f"{loop_s / fit_s:.2f}x warm pool (with forecasters), "
             f"{loop_s / total_s:.2f}x including start-up ({total_s:.1f} s)"
         )
+
+
+def _trainer_path(count: int, scale_to: int) -> None:
+    """The trainer's per-instrument work (backtest, scores, decision, production fit), first
+    run and one new hour later, on ``count`` generated instruments."""
+    from datetime import UTC, datetime
+
+    from metalcast_models import GeneratedData, get_family
+    from metalcast_models.backtest import Series, decide, run_backtest, score
+    from metalcast_models.fitting import fit_series
+    from metalcast_trainer.config import TrainerSection
+
+    cfg = TrainerSection()
+    candidates, rules = cfg.build_candidates(), cfg.rules()
+    n = cfg.x_size + cfg.backtest_origins + 2  # one more hour for the steady-state run
+    end = datetime(2026, 3, 2, tzinfo=UTC)
+    tickers = [f"TRN{i:03d}" for i in range(count)]
+    frame = GeneratedData(seed=1, end=end).window(tickers, n)
+
+    def one(series: Series, cache: dict[Any, Any]) -> tuple[dict[Any, Any], float]:
+        began = time.perf_counter()
+        bt = run_backtest(
+            candidates,
+            series,
+            origins=cfg.backtest_origins,
+            horizon=cfg.backtest_horizon,
+            cache=cache,
+        )
+        scores = {
+            c.key: score(
+                c,
+                series,
+                bt.forecasts[c.key],
+                horizon=cfg.backtest_horizon,
+                select_steps=cfg.select_steps,
+                min_calibration=cfg.min_calibration,
+                calibration_window=cfg.backtest_origins,
+            )
+            for c in candidates
+        }
+        chosen = decide(candidates, scores, None, rules=rules).chosen
+        values = series.values
+        import pandas as pd
+
+        observed = pd.Series(values, index=pd.DatetimeIndex(list(series.stamps)))
+        fit_series(
+            "X", observed, cfg.x_size, get_family(chosen.family), dict(chosen.hyperparameters)
+        )
+        new = {(k, f.origin): f for k, fs in bt.forecasts.items() for f in fs}
+        return new, time.perf_counter() - began
+
+    first: list[float] = []
+    steady: list[float] = []
+    for ticker in tickers:
+        column = frame[ticker]
+        stamps = [ts.to_pydatetime() for ts in column.index]
+        older = Series(column.to_numpy()[:-1], stamps[:-1])
+        cache, seconds = one(older, {})
+        first.append(seconds)
+        _, seconds = one(Series(column.to_numpy(), stamps), cache)
+        steady.append(seconds)
+    per_first, per_steady = sum(first) / count, sum(steady) / count
+    print(
+        f"trainer path, {count} instruments, {len(candidates)} candidates, "
+        f"{cfg.backtest_origins} origins, horizon {cfg.backtest_horizon} (in-process, one "
+        f"thread, no I/O): first run {per_first:.2f} s per instrument, one new hour "
+        f"{1000 * per_steady:.0f} ms per instrument"
+    )
+    print(
+        f"  multiplied out to {scale_to} instruments (an estimate, not measured): first run "
+        f"{per_first * scale_to / 60:.1f} min, one new hour {per_steady * scale_to:.0f} s"
+    )
 
 
 def _spin(n: int) -> float:
