@@ -43,7 +43,7 @@ import numpy as np
 
 from metalcast_models._quiet import quiet_sktime
 from metalcast_models.families import FloatArray, get_family
-from metalcast_models.fitting import as_entries
+from metalcast_models.fitting import as_entries, jsonable
 
 LEVELS = (0.8, 0.95)
 INTERVAL_METHOD = "sequential split-conformal on scaled absolute backtest errors"
@@ -69,7 +69,7 @@ class Candidate:
     @property
     def key(self) -> str:
         blob = json.dumps(
-            {"family": self.family, "hp": _jsonable(self.hyperparameters), "x": self.x_size},
+            {"family": self.family, "hp": jsonable(self.hyperparameters), "x": self.x_size},
             sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -78,7 +78,7 @@ class Candidate:
         return {
             "name": self.name,
             "family": self.family,
-            "hyperparameters": _jsonable(self.hyperparameters),
+            "hyperparameters": jsonable(self.hyperparameters),
             "x_size": self.x_size,
             "key": self.key,
         }
@@ -93,14 +93,6 @@ def make_candidate(
     """A candidate with its family's defaults merged in (``ValueError`` on unknown names)."""
     fam = get_family(family)
     return Candidate(name or fam.name, fam.name, fam.resolve(hyperparameters), x_size)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def window_hash(values: FloatArray) -> str:

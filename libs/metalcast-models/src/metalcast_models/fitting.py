@@ -57,7 +57,7 @@ class FitResult:
         return {
             "ticker": self.ticker,
             "family": self.family,
-            "hyperparameters": _jsonable(self.hyperparameters),
+            "hyperparameters": jsonable(self.hyperparameters),
             "ok": self.ok,
             "reason": self.reason,
             "params": dict(self.params),
@@ -71,13 +71,17 @@ class FitResult:
         }
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy: mappings with string keys, lists for tuples, numpy scalars as Python
+    numbers, and non-finite floats (NaN, infinities) as ``None``."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return [jsonable(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
     return value
 
 

@@ -55,11 +55,10 @@ from metalcast_models.backtest import (
 )
 from metalcast_models.data import fetch_history
 from metalcast_models.families import get_family
-from metalcast_models.fitting import fit_frame, fit_series, span_hours
+from metalcast_models.fitting import fit_frame, fit_series, jsonable, span_hours
 from metalcast_models.registry import PointerMove, VersionInfo
 from metalcast_trainer import store
 from metalcast_trainer.config import TrainerSettings
-from metalcast_trainer.store import plain as _plain
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -445,8 +444,8 @@ class TrainingRunner:
                 family=result.family,
                 model_class=type(result.forecaster).__name__,
                 hyperparameters=result.hyperparameters,
-                fitted_params=_plain(result.params),
-                metrics=_plain(result.metrics),
+                fitted_params=jsonable(result.params),
+                metrics=jsonable(result.metrics),
                 window_start=result.window_start,
                 window_end=result.window_end,
                 n_observations=result.n_obs,
@@ -457,8 +456,8 @@ class TrainingRunner:
                 candidate_key=decision.chosen.key,
                 window_hash=digest,
                 window_hours=result.window_hours,
-                backtest=_plain(chosen_score.as_json()) if chosen_score else {},
-                calibration=_plain(calibration),
+                backtest=jsonable(chosen_score.as_json()) if chosen_score else {},
+                calibration=jsonable(calibration),
                 decision=decision.reason,
             )
             move = None

@@ -4,7 +4,6 @@ backtest forecast cache. Every function takes an asyncpg connection."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -13,6 +12,7 @@ import asyncpg
 import numpy as np
 
 from metalcast_models.backtest import CacheKey, OriginForecast, Score
+from metalcast_models.fitting import jsonable
 
 INTERRUPTED = "interrupted: the trainer stopped before the run finished (closed at start-up)"
 
@@ -127,7 +127,7 @@ async def record_backtests(
                 symbol,
                 s.candidate["key"],
                 s.candidate["name"],
-                json.dumps(plain(s.as_json()), allow_nan=False),
+                json.dumps(jsonable(s.as_json()), allow_nan=False),
             )
             for s in scores
         ],
@@ -192,16 +192,3 @@ async def save_cache(
             rows,
         )
     return len(rows)
-
-
-def plain(value: Any) -> Any:
-    """A JSON-safe copy: non-finite floats (NaN, infinities) become null."""
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
