@@ -79,8 +79,6 @@ from metalcast_models.backtest import (
     Rules,
     Series,
     decide,
-    run_backtest,
-    score,
 )
 from metalcast_models.data import fetch_history
 from metalcast_models.families import get_family
@@ -89,6 +87,7 @@ from metalcast_sink.bootstrap import run_sink
 from metalcast_sink.config import SinkSettings
 from metalcast_trainer.bootstrap import run_trainer
 from metalcast_trainer.config import TrainerSection, TrainerSettings
+from metalcast_trainer.evaluation import backtest_and_score
 from metalcast_trainer.runner import TrainingRunner
 
 if TYPE_CHECKING:
@@ -125,32 +124,13 @@ def compute_alone(
     scores, decision, and the fit of the chosen configuration. Returns the seconds, the
     origins fitted, and every forecast as the cache the next run would read."""
     candidates, rules = _setup(cfg)
-    steps = min(cfg.y_size, cfg.backtest_horizon)
     out: dict[str, dict[CacheKey, OriginForecast]] = {}
     began = time.perf_counter()
     fitted = 0
     for ticker, observed in history.items():
         series = _series(observed)
-        bt = run_backtest(
-            candidates,
-            series,
-            origins=cfg.backtest_origins,
-            horizon=cfg.backtest_horizon,
-            cache=(caches or {}).get(ticker),
-        )
+        bt, scores = backtest_and_score(cfg, candidates, series, (caches or {}).get(ticker))
         fitted += bt.fitted
-        scores = {
-            c.key: score(
-                c,
-                series,
-                bt.forecasts[c.key],
-                horizon=cfg.backtest_horizon,
-                select_steps=steps,
-                min_calibration=cfg.min_calibration,
-                calibration_window=cfg.backtest_origins,
-            )
-            for c in candidates
-        }
         chosen = decide(candidates, scores, None, rules=rules).chosen
         result = fit_series(
             ticker, observed, cfg.x_size, get_family(chosen.family), dict(chosen.hyperparameters)

@@ -127,9 +127,10 @@ def _trainer_path(count: int, scale_to: int) -> None:
     from datetime import UTC, datetime
 
     from metalcast_models import GeneratedData, get_family
-    from metalcast_models.backtest import Series, decide, run_backtest, score
+    from metalcast_models.backtest import Series, decide
     from metalcast_models.fitting import fit_series
     from metalcast_trainer.config import TrainerSection
+    from metalcast_trainer.evaluation import backtest_and_score
 
     cfg = TrainerSection()
     candidates, rules = cfg.build_candidates(), cfg.rules()
@@ -140,25 +141,7 @@ def _trainer_path(count: int, scale_to: int) -> None:
 
     def one(series: Series, cache: dict[Any, Any]) -> tuple[dict[Any, Any], float]:
         began = time.perf_counter()
-        bt = run_backtest(
-            candidates,
-            series,
-            origins=cfg.backtest_origins,
-            horizon=cfg.backtest_horizon,
-            cache=cache,
-        )
-        scores = {
-            c.key: score(
-                c,
-                series,
-                bt.forecasts[c.key],
-                horizon=cfg.backtest_horizon,
-                select_steps=cfg.select_steps,
-                min_calibration=cfg.min_calibration,
-                calibration_window=cfg.backtest_origins,
-            )
-            for c in candidates
-        }
+        bt, scores = backtest_and_score(cfg, candidates, series, cache)
         chosen = decide(candidates, scores, None, rules=rules).chosen
         values = series.values
         import pandas as pd

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,16 +40,11 @@ from metalcast_models import (
     save_forecaster,
 )
 from metalcast_models.backtest import (
-    BacktestRun,
-    CacheKey,
     Candidate,
     Decision,
-    OriginForecast,
     Score,
     Series,
     decide,
-    run_backtest,
-    score,
     window_hash,
     window_scale,
 )
@@ -59,6 +54,7 @@ from metalcast_models.fitting import fit_frame, fit_series, jsonable, span_hours
 from metalcast_models.registry import PointerMove, VersionInfo
 from metalcast_trainer import store
 from metalcast_trainer.config import TrainerSettings
+from metalcast_trainer.evaluation import backtest_and_score
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -270,7 +266,7 @@ class TrainingRunner:
         since = stamps[indices[0]] if indices else stamps[-1]
         async with self._pool.acquire() as conn:
             cache = await store.load_cache(conn, symbol, [c.key for c in scored], since)
-        bt, scores = await asyncio.to_thread(self._backtest, scored, series, cache)
+        bt, scores = await asyncio.to_thread(backtest_and_score, self._cfg, scored, series, cache)
         async with self._pool.acquire() as conn, conn.transaction():
             await store.save_cache(conn, symbol, bt.new)
             await store.record_backtests(conn, report.run_id, symbol, scores.values())
@@ -354,37 +350,6 @@ class TrainingRunner:
             detail,
         )
         report.timings["store_s"] += round(time.perf_counter() - t, 4)
-
-    def _backtest(
-        self,
-        scored: Sequence[Candidate],
-        series: Series,
-        cache: Mapping[CacheKey, OriginForecast],
-    ) -> tuple[BacktestRun, dict[str, Score]]:
-        """Forecast at every origin (cached ones reused) and score each candidate."""
-        cfg = self._cfg
-        bt = run_backtest(
-            scored,
-            series,
-            origins=cfg.backtest_origins,
-            horizon=cfg.backtest_horizon,
-            cache=cache,
-        )
-        if not series.origins(cfg.x_size, cfg.backtest_origins):
-            return bt, {}
-        scores = {
-            c.key: score(
-                c,
-                series,
-                bt.forecasts[c.key],
-                horizon=cfg.backtest_horizon,
-                select_steps=cfg.select_steps,
-                min_calibration=cfg.min_calibration,
-                calibration_window=cfg.backtest_origins,
-            )
-            for c in scored
-        }
-        return bt, scores
 
     def _champion(self, info: VersionInfo | None) -> Candidate | None:
         if info is None:
