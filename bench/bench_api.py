@@ -42,10 +42,12 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from metalcast.stack.world import World
 
 ROOT = Path(__file__).resolve().parents[1]
 BARE_BODY = [{"symbol": s, "price": 1.0, "source": "bare"} for s in ("XAU", "XAG", "XPT", "XPD")]
@@ -229,20 +231,8 @@ def load_average() -> str:
 # --- the world ------------------------------------------------------------------------------
 
 
-async def _prepare(hours: int) -> dict[str, str]:
-    """A database, topics and buckets of their own, filled through the real paths."""
-    import asyncpg
-
-    from metalcast import stack
-    from metalcast_core import (
-        KafkaSettings,
-        PostgresSettings,
-        S3Settings,
-        ensure_buckets,
-        ensure_topics,
-        make_s3_client,
-        migrate,
-    )
+async def _prepare(world: World, hours: int) -> dict[str, str]:
+    """Fill this world (a database, topics and buckets of its own) through the real paths."""
     from metalcast_ingestor import bootstrap as ingestor
     from metalcast_ingestor.config import IngestorSettings
     from metalcast_sink.bootstrap import run_sink
@@ -250,65 +240,25 @@ async def _prepare(hours: int) -> dict[str, str]:
     from metalcast_trainer.bootstrap import train_once
     from metalcast_trainer.config import TrainerSection, TrainerSettings
 
-    stack.up()
-    env = stack.env()
-    suffix = uuid.uuid4().hex[:8]
-    db = f"bench_api_{suffix}"
-    server = PostgresSettings(url=env["METALCAST_POSTGRES__URL"])
-    admin = await asyncpg.connect(server.with_database("postgres").url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{db}"')
-    finally:
-        await admin.close()
-    pg = server.with_database(db)
-    await migrate(pg, ROOT / "infra" / "migrations")
-    kafka = KafkaSettings(
-        bootstrap_servers=env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"], topic_prefix=f"b{suffix}."
-    )
-    await ensure_topics(kafka)
-    s3 = S3Settings(
-        endpoint_url=env["METALCAST_S3__ENDPOINT_URL"],
-        access_key_id=env["METALCAST_S3__ACCESS_KEY_ID"],
-        secret_access_key=env["METALCAST_S3__SECRET_ACCESS_KEY"],
-        models_bucket=f"bench-{suffix}-models",
-        backups_bucket=f"bench-{suffix}-backups",
-    )
-    ensure_buckets(make_s3_client(s3), s3)
-
+    pg, kafka, s3 = world.postgres, world.kafka, world.s3
     end = ingestor.current_hour() + timedelta(hours=1)
     await ingestor.backfill(
         IngestorSettings(postgres=pg, kafka=kafka), "simulated", end - timedelta(hours=hours), end
     )
-    sink = SinkSettings(postgres=pg, kafka=kafka, sink=SinkSection(group_id=f"bench-{suffix}"))
+    sink = SinkSettings(
+        postgres=pg, kafka=kafka, sink=SinkSection(group_id=f"bench-{world.database}")
+    )
     await run_sink(sink, until_idle=True)
     report = await train_once(
         TrainerSettings(
             postgres=pg,
             kafka=kafka,
             s3=s3,
-            trainer=TrainerSection(work_dir=Path(f"/tmp/metalcast-bench-{suffix}")),
+            trainer=TrainerSection(work_dir=Path(f"/tmp/metalcast-bench-{world.database}")),
         )
     )
     assert report.status == "succeeded", report
-    return {
-        **env,
-        "METALCAST_POSTGRES__URL": pg.url,
-        "METALCAST_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
-        "METALCAST_S3__MODELS_BUCKET": s3.models_bucket,
-        "METALCAST_S3__BACKUPS_BUCKET": s3.backups_bucket,
-        "__DB__": db,
-        "__ADMIN__": server.with_database("postgres").url,
-    }
-
-
-async def _drop(admin_url: str, db: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    return world.env()
 
 
 def _api_process(env: dict[str, str], port: int, latest_cache_s: float) -> subprocess.Popen[bytes]:
@@ -378,8 +328,14 @@ def main() -> None:
             "compare them with each other, not with wrk's"
         )
 
+    from metalcast import stack
+    from metalcast.stack.world import isolated_world
+
     print("preparing data through ingest → sink → trainer …", flush=True)
-    env = asyncio.run(_prepare(args.hours))
+    stack.up()
+    runner = asyncio.Runner()
+    own = isolated_world(label="bench_api")
+    env = runner.run(_prepare(runner.run(own.__aenter__()), args.hours))
     cached_port, uncached_port, bare_port = _free_port(), _free_port(), _free_port()
     procs = [
         _api_process(env, cached_port, 1.0),
@@ -421,7 +377,8 @@ def main() -> None:
             p.terminate()
         for p in procs:
             p.wait(30)
-        asyncio.run(_drop(env["__ADMIN__"], env["__DB__"]))
+        runner.run(own.__aexit__(None, None, None))
+        runner.close()
 
     bare_rps, healthz_rps = results[BARE]["rps"], results[HEALTHZ]["rps"]
     print(

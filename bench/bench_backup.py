@@ -21,28 +21,20 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 
 from metalcast import stack
+from metalcast.stack.world import World, isolated_world
 from metalcast_backup.bootstrap import build_service
 from metalcast_backup.config import BackupSection, BackupSettings
 from metalcast_backup.dump import PgTarget
-from metalcast_core import METALS, PostgresSettings, S3Settings, make_s3_client, migrate
+from metalcast_core import METALS, make_s3_client
 from metalcast_sink.writer import copy_ticks
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(PgTarget(url).admin.url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def _load(url: str, ticks: int) -> float:
@@ -85,93 +77,70 @@ def _plain_pg_dump(settings: BackupSettings) -> tuple[float, int]:
         return time.monotonic() - begin, out.stat().st_size
 
 
-def _clean_buckets(s3: S3Settings) -> None:
-    client = make_s3_client(s3)
-    for bucket in (s3.models_bucket, s3.backups_bucket):
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                client.delete_objects(Bucket=bucket, Delete={"Objects": keys})  # type: ignore[typeddict-item]
-        client.delete_bucket(Bucket=bucket)
-
-
 async def main(ticks: int, models: int, repeat: int) -> None:
     stack.up()
-    env = stack.env()
-    name = f"bench_backup_{uuid.uuid4().hex[:8]}"
-    base = env["METALCAST_POSTGRES__URL"]
-    url = PgTarget(base).with_database(name).url
-    suffix = uuid.uuid4().hex[:8]
-    s3 = S3Settings(
-        endpoint_url=env["METALCAST_S3__ENDPOINT_URL"],
-        access_key_id=env["METALCAST_S3__ACCESS_KEY_ID"],
-        secret_access_key=env["METALCAST_S3__SECRET_ACCESS_KEY"],
-        models_bucket=f"bench-{suffix}-models",
-        backups_bucket=f"bench-{suffix}-backups",
-    )
+    async with isolated_world(label="bench_backup") as world:
+        await _measure(world, ticks, models, repeat)
+
+
+async def _measure(world: World, ticks: int, models: int, repeat: int) -> None:
+    s3 = world.s3
+    url = world.postgres.url
     settings = BackupSettings(
-        postgres=PostgresSettings(url=url),
+        postgres=world.postgres,
         s3=s3,
         backup=BackupSection(pg_bin_dir=Path(stack.postgres_bin_dir())),
     )
     client = make_s3_client(s3)
-    client.create_bucket(Bucket=s3.models_bucket)
-    client.create_bucket(Bucket=s3.backups_bucket)
-    await _admin(base, f'CREATE DATABASE "{name}"')
-    try:
-        await migrate(settings.postgres, REPO / "infra" / "migrations")
-        load_s = await _load(url, ticks)
-        for i in range(models):
-            metal = METALS[i % 4]
-            client.put_object(
-                Bucket=s3.models_bucket,
-                Key=f"models/{metal.symbol}/{i // 4 + 1}/{metal.ticker}.zip",
-                Body=os.urandom(11_000),
-            )
-        service = build_service(settings, client=client)
-        plain, backups, verifies, sizes = [], [], [], {}
-        for _ in range(repeat):
-            seconds, sizes["plain"] = _plain_pg_dump(settings)
-            plain.append(seconds)
-            begin = time.monotonic()
-            manifest = await service.run()
-            backups.append(time.monotonic() - begin)
-            sizes["dump"] = manifest.dump_bytes
-            stages = manifest.durations_s
-            begin = time.monotonic()
-            verification = await service.verify(manifest.backup_id)
-            verifies.append(time.monotonic() - begin)
-            assert verification.status == "passed", verification
-            seconds, sizes["plain"] = _plain_pg_dump(settings)
-            plain.append(seconds)
-        plain_s = statistics.mean(plain)
-        backup_s = statistics.median(backups)
-        verify_s = statistics.median(verifies)
-        figures = {
-            "ticks": ticks,
-            "model_files": models,
-            "load_s": round(load_s, 2),
-            "plain_pg_dump_s": round(plain_s, 3),
-            "plain_pg_dump_runs_s": [round(x, 3) for x in plain],
-            "backup_s": round(backup_s, 3),
-            "backup_runs_s": [round(x, 3) for x in backups],
-            "backup_stages_s": stages,
-            "verify_s": round(verify_s, 3),
-            "verify_runs_s": [round(x, 3) for x in verifies],
-            "plain_dump_bytes": sizes["plain"],
-            "backup_dump_bytes": sizes["dump"],
-            "ratio_backup_vs_plain": round(backup_s / plain_s, 3),
-            "aim": "backup <= 1.3 x plain pg_dump",
-        }
-        print(json.dumps(figures, indent=2))
-        print(
-            f"\nbackup {backup_s:.2f} s vs plain pg_dump {plain_s:.2f} s: "
-            f"{backup_s / plain_s:.2f} x ({'meets' if backup_s <= 1.3 * plain_s else 'misses'} "
-            f"the 1.3 x aim); verify {verify_s:.2f} s"
+    load_s = await _load(url, ticks)
+    for i in range(models):
+        metal = METALS[i % 4]
+        client.put_object(
+            Bucket=s3.models_bucket,
+            Key=f"models/{metal.symbol}/{i // 4 + 1}/{metal.ticker}.zip",
+            Body=os.urandom(11_000),
         )
-    finally:
-        await _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        _clean_buckets(s3)
+    service = build_service(settings, client=client)
+    plain, backups, verifies, sizes = [], [], [], {}
+    for _ in range(repeat):
+        seconds, sizes["plain"] = _plain_pg_dump(settings)
+        plain.append(seconds)
+        begin = time.monotonic()
+        manifest = await service.run()
+        backups.append(time.monotonic() - begin)
+        sizes["dump"] = manifest.dump_bytes
+        stages = manifest.durations_s
+        begin = time.monotonic()
+        verification = await service.verify(manifest.backup_id)
+        verifies.append(time.monotonic() - begin)
+        assert verification.status == "passed", verification
+        seconds, sizes["plain"] = _plain_pg_dump(settings)
+        plain.append(seconds)
+    plain_s = statistics.mean(plain)
+    backup_s = statistics.median(backups)
+    verify_s = statistics.median(verifies)
+    figures = {
+        "ticks": ticks,
+        "model_files": models,
+        "load_s": round(load_s, 2),
+        "plain_pg_dump_s": round(plain_s, 3),
+        "plain_pg_dump_runs_s": [round(x, 3) for x in plain],
+        "backup_s": round(backup_s, 3),
+        "backup_runs_s": [round(x, 3) for x in backups],
+        "backup_stages_s": stages,
+        "verify_s": round(verify_s, 3),
+        "verify_runs_s": [round(x, 3) for x in verifies],
+        "plain_dump_bytes": sizes["plain"],
+        "backup_dump_bytes": sizes["dump"],
+        "ratio_backup_vs_plain": round(backup_s / plain_s, 3),
+        "aim": "backup <= 1.3 x plain pg_dump",
+    }
+    print(json.dumps(figures, indent=2))
+    print(
+        f"\nbackup {backup_s:.2f} s vs plain pg_dump {plain_s:.2f} s: "
+        f"{backup_s / plain_s:.2f} x ({'meets' if backup_s <= 1.3 * plain_s else 'misses'} "
+        f"the 1.3 x aim); verify {verify_s:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -49,15 +49,21 @@ from typing import Any
 import asyncpg
 
 from metalcast import stack
+from metalcast.stack.world import (
+    World,
+    create_database,
+    create_topics,
+    delete_topics,
+    drop_database,
+    isolated_world,
+)
 from metalcast_core import (
     METAL_SYMBOLS,
     TICKS,
     KafkaSettings,
     PostgresSettings,
     PriceTick,
-    ensure_topics,
     make_consumer,
-    migrate,
 )
 from metalcast_ingestor import bootstrap as ingestor
 from metalcast_ingestor.config import IngestorSettings
@@ -183,17 +189,25 @@ async def _sink_processes(
 async def main(n_ticks: int, pair: bool) -> None:
     load_start = os.getloadavg()
     stack.up()
-    env = stack.env()
-    base = PostgresSettings(url=env["METALCAST_POSTGRES__URL"])
-    db = f"bench_{uuid.uuid4().hex[:8]}"
-    dbs = [db, f"{db}_drain", f"{db}_pair", f"{db}_one", f"{db}_write"]
-    admin = await asyncpg.connect(base.url)
-    await admin.execute(f'CREATE DATABASE "{db}"')
-    pg = base.with_database(db)
-    kafka = KafkaSettings(
-        bootstrap_servers=env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"],
-        topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
+    async with isolated_world(label="bench_ingest") as own:
+        await _measure(own, n_ticks, pair)
+    load_end = os.getloadavg()
+    print(
+        f"conditions: {os.cpu_count()} CPUs; load average (1, 5, 15 min) "
+        f"{' '.join(f'{x:.2f}' for x in load_start)} at start, "
+        f"{' '.join(f'{x:.2f}' for x in load_end)} at end"
     )
+
+
+async def _measure(own: World, n_ticks: int, pair: bool) -> None:
+    pg, kafka = own.postgres, own.kafka
+    scratch: list[str] = []  # more databases and topics of this world's, removed at the end
+    scratch_topics: list[KafkaSettings] = []
+
+    async def database(suffix: str) -> PostgresSettings:
+        scratch.append(f"{own.database}_{suffix}")
+        return await create_database(pg, scratch[-1])
+
     report: list[tuple[str, str, str]] = []
 
     def say() -> None:  # print what is measured so far, as it comes
@@ -203,8 +217,6 @@ async def main(n_ticks: int, pair: bool) -> None:
 
     try:
         settings = IngestorSettings(postgres=pg, kafka=kafka)
-        await migrate(pg, settings.migrations_dir)
-        await ensure_topics(kafka)
         hours = n_ticks // len(METAL_SYMBOLS)
         end = datetime(2026, 1, 1, tzinfo=UTC)
         start = end - timedelta(hours=hours)
@@ -230,9 +242,7 @@ async def main(n_ticks: int, pair: bool) -> None:
         e2e = _last_json(out)
 
         # 2. The sink alone, draining the whole topic into a fresh database.
-        drain_pg = base.with_database(dbs[1])
-        await admin.execute(f'CREATE DATABASE "{dbs[1]}"')
-        await migrate(drain_pg, settings.migrations_dir)
+        drain_pg = await database("drain")
         cpu = time.process_time()
         started = time.perf_counter()
         drained = await run_sink(
@@ -258,9 +268,7 @@ async def main(n_ticks: int, pair: bool) -> None:
         ]
         copy_rate = len(ticks) / await _raw_copy(pg.url, ticks)
         del ticks
-        write_pg = base.with_database(dbs[4])
-        await admin.execute(f'CREATE DATABASE "{dbs[4]}"')
-        await migrate(write_pg, settings.migrations_dir)
+        write_pg = await database("write")
         alone_s = await _write_alone(kafka, write_pg, max(1, total // drained.batches))
 
         e2e_write = total / e2e["write_s"]
@@ -306,19 +314,17 @@ async def main(n_ticks: int, pair: bool) -> None:
 
         # 5. Two sink processes in one group, a 4-partition topic holding the same ticks.
         if pair:
-            four = kafka.model_copy(
-                update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.", "ticks_partitions": 4}
+            four = await create_topics(
+                kafka.model_copy(update={"ticks_partitions": 4}), f"{kafka.topic_prefix}four."
             )
-            await ensure_topics(four)
+            scratch_topics.append(four)
             await ingestor.backfill(
                 IngestorSettings(postgres=pg, kafka=four), "simulated", start, end
             )
-            for name in dbs[2:4]:
-                await admin.execute(f'CREATE DATABASE "{name}"')
-                await migrate(base.with_database(name), settings.migrations_dir)
-            runs, both_s = await _sink_processes(2, base.with_database(dbs[2]), four)
+            pair_pg, one_pg = await database("pair"), await database("one")
+            runs, both_s = await _sink_processes(2, pair_pg, four)
             assert sum(r.stats["rows_inserted"] for r in runs) == total, runs
-            (one,), one_s = await _sink_processes(1, base.with_database(dbs[3]), four)
+            (one,), one_s = await _sink_processes(1, one_pg, four)
             for i, run in enumerate(runs):
                 rows = run.stats["rows_inserted"]
                 report.append(
@@ -340,15 +346,10 @@ async def main(n_ticks: int, pair: bool) -> None:
             ]
         say()
     finally:
-        for name in dbs:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-    load_end = os.getloadavg()
-    print(
-        f"conditions: {os.cpu_count()} CPUs; load average (1, 5, 15 min) "
-        f"{' '.join(f'{x:.2f}' for x in load_start)} at start, "
-        f"{' '.join(f'{x:.2f}' for x in load_end)} at end"
-    )
+        for name in scratch:
+            await drop_database(pg, name)
+        for topics in scratch_topics:
+            await delete_topics(topics)
 
 
 if __name__ == "__main__":

@@ -7,44 +7,28 @@ it already runs and stopped at the end only if this session started it (unless
 the same servers run in containers instead. Unit tests never start anything.
 
 Isolation per test: ``pg_settings`` (a fresh database cloned from a migrated template),
-``kafka_settings`` (a unique topic prefix, topics created) and ``s3_settings`` (unique buckets).
+``kafka_settings`` (a unique topic prefix, topics created) and ``s3_settings`` (unique buckets),
+built by :mod:`metalcast.stack.world`, which the benchmarks use too.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import SecretStr
 
 from metalcast import stack as local_stack
-from metalcast.stack.kafka import wait_for_topics
-from metalcast_core import (
-    ALL_TOPICS,
-    KafkaSettings,
-    PostgresSettings,
-    S3Settings,
-    ensure_buckets,
-    ensure_topics,
-    make_s3_client,
-    migrate,
-)
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+from metalcast.stack import world
+from metalcast_core import KafkaSettings, PostgresSettings, S3Settings
 
 REPO = Path(__file__).resolve().parents[1]
 MIGRATIONS = REPO / "infra" / "migrations"
-TEMPLATE_DB = "metalcast_template"
+TEMPLATE_DB = world.TEMPLATE_DB
 TIERS = ("integration", "e2e")
 
 
@@ -126,58 +110,21 @@ def _stack_for_tiers(request: pytest.FixtureRequest) -> None:
 # --- PostgreSQL: a fresh database per test, cloned from a migrated template ---------------------
 
 
-async def _admin_execute(stack: Stack, sql: str) -> None:
-    conn = await asyncpg.connect(stack.postgres.with_database("postgres").url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def _database_exists(stack: Stack, name: str) -> bool:
-    conn = await asyncpg.connect(stack.postgres.with_database("postgres").url)
-    try:
-        return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 async def pg_template(stack: Stack) -> str:
-    """``metalcast_template``, migrated once per session. A template whose applied migrations
-    were since edited (normal while writing one) is dropped and rebuilt."""
-    template = stack.postgres.with_database(TEMPLATE_DB)
-    for attempt in range(2):
-        if not await _database_exists(stack, TEMPLATE_DB):
-            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # another session's
-                await _admin_execute(stack, f'CREATE DATABASE "{TEMPLATE_DB}"')
-        try:
-            await migrate(template, MIGRATIONS)
-            return TEMPLATE_DB
-        except RuntimeError as exc:
-            if "changed after it was applied" not in str(exc) or attempt:
-                raise
-            await _admin_execute(stack, f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
-    raise AssertionError("unreachable")
+    """``metalcast_template``, migrated once per session (rebuilt if a migration changed)."""
+    return await world.migrated_template(stack.postgres, TEMPLATE_DB, MIGRATIONS)
 
 
 @pytest.fixture
 async def pg_settings(stack: Stack, pg_template: str) -> AsyncIterator[PostgresSettings]:
     """A database of its own, with every migration applied; dropped after the test."""
     name = f"test_{uuid.uuid4().hex}"
-    for attempt in range(20):
-        try:
-            await _admin_execute(stack, f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-            break
-        except asyncpg.ObjectInUseError:
-            # Another session is migrating the template right now.
-            if attempt == 19:
-                raise
-            await asyncio.sleep(0.25)
+    settings = await world.create_database(stack.postgres, name, template=pg_template)
     try:
-        yield stack.postgres.with_database(name)
+        yield settings
     finally:
-        await _admin_execute(stack, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await world.drop_database(stack.postgres, name)
 
 
 # --- Kafka: a unique topic prefix per test --------------------------------------------------------
@@ -186,25 +133,11 @@ async def pg_settings(stack: Stack, pg_template: str) -> AsyncIterator[PostgresS
 @pytest.fixture
 async def kafka_settings(stack: Stack) -> AsyncIterator[KafkaSettings]:
     """Every registered topic under a prefix of its own (``t1a2b3c4d.``); deleted after."""
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    settings = KafkaSettings(
-        bootstrap_servers=stack.kafka.bootstrap_servers,
-        client_id=f"test-{prefix.rstrip('.')}",
-        topic_prefix=prefix,
-    )
-    names = {settings.topic_name(t) for t in ALL_TOPICS}
-    await ensure_topics(settings)
-    await wait_for_topics(settings, names)
+    settings = await world.create_topics(stack.kafka, f"t{uuid.uuid4().hex[:8]}.")
     try:
         yield settings
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-        await admin.start()
-        try:
-            with contextlib.suppress(Exception):  # best effort: keeps the broker small
-                await admin.delete_topics(sorted(names))
-        finally:
-            await admin.close()
+        await world.delete_topics(settings)
 
 
 # --- S3: unique buckets per test ------------------------------------------------------------------
@@ -213,25 +146,8 @@ async def kafka_settings(stack: Stack) -> AsyncIterator[KafkaSettings]:
 @pytest.fixture
 def s3_settings(stack: Stack) -> Iterator[S3Settings]:
     """Models and backups buckets of its own; emptied and deleted after the test."""
-    suffix = uuid.uuid4().hex[:8]
-    settings = stack.s3.model_copy(
-        update={
-            "models_bucket": f"test-{suffix}-models",
-            "backups_bucket": f"test-{suffix}-backups",
-        }
-    )
-    client = make_s3_client(settings)
-    ensure_buckets(client, settings)
+    settings = world.create_buckets(stack.s3, f"test-{uuid.uuid4().hex[:8]}")
     try:
         yield settings
     finally:
-        for bucket in (settings.models_bucket, settings.backups_bucket):
-            paginator = client.get_paginator("list_object_versions")
-            for page in paginator.paginate(Bucket=bucket):
-                objects: list[ObjectIdentifierTypeDef] = [
-                    {"Key": v["Key"], "VersionId": v["VersionId"]}
-                    for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-                ]
-                if objects:
-                    client.delete_objects(Bucket=bucket, Delete={"Objects": objects})
-            client.delete_bucket(Bucket=bucket)
+        world.delete_buckets(settings)

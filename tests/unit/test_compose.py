@@ -156,18 +156,63 @@ def test_image_is_built_from_the_repo_root_with_an_existing_dockerfile(name: str
     assert dockerfile.is_file(), f"{dockerfile.relative_to(ROOT)} does not exist"
 
 
+def _build_args(service: dict[str, Any]) -> dict[str, str]:
+    build = service["build"]
+    args = build.get("args", {}) if isinstance(build, dict) else {}
+    if isinstance(args, list):
+        return dict(item.split("=", 1) for item in args)
+    return {k: str(v) for k, v in args.items()}
+
+
 @pytest.mark.parametrize("name", OURS)
 def test_everything_the_dockerfile_copies_exists(name: str) -> None:
     dockerfile = _dockerfile(SERVICES[name])
+    args = _build_args(SERVICES[name])
     for line in dockerfile.read_text().splitlines():
         if not line.startswith("COPY "):
             continue
+        for arg, value in args.items():
+            line = line.replace(f"${{{arg}}}", value)
         words = shlex.split(line)
         if any(w.startswith("--from=") for w in words):
             continue
         sources = [w for w in words[1:] if not w.startswith("--")][:-1]
         for source in sources:
+            if source.rstrip("/") in ("", "."):
+                continue  # the whole context
             assert list(ROOT.glob(source)), f"{dockerfile.name} copies missing {source}"
+
+
+SERVICE_DOCKERFILE = ROOT / "Dockerfile"
+
+
+def test_our_services_share_one_parametrised_dockerfile() -> None:
+    services = [n for n in OURS if not _is_airflow(n)]
+    assert services
+    for name in services:
+        assert _dockerfile(SERVICES[name]) == SERVICE_DOCKERFILE, name
+    assert sorted(ROOT.glob("services/*/Dockerfile")) == [], "one Dockerfile for the services"
+
+
+@pytest.mark.parametrize("name", [n for n in OURS if not n.startswith("airflow")])
+def test_service_image_installs_the_package_whose_script_it_runs(name: str) -> None:
+    service = SERVICES[name]
+    if _is_airflow(name):
+        return
+    folder = _build_args(service).get("SERVICE")
+    assert folder, f"{name}: build.args.SERVICE names its folder under services/"
+    pyproject = ROOT / "services" / folder / "pyproject.toml"
+    assert pyproject.is_file(), f"{name}: services/{folder} has no pyproject.toml"
+    project = tomllib.loads(pyproject.read_text())["project"]
+    assert project["name"] == f"metalcast-{folder}"
+    # The command is the package's own script, or one of a workspace library it depends on.
+    command = _command(service)[0]
+    declared = set(project.get("scripts", {}))
+    for dependency in project.get("dependencies", []):
+        lib = ROOT / "libs" / dependency / "pyproject.toml"
+        if lib.is_file():
+            declared |= set(tomllib.loads(lib.read_text())["project"].get("scripts", {}))
+    assert command in declared, f"{name} runs {command!r}; metalcast-{folder} has {declared}"
 
 
 def _is_airflow(name: str) -> bool:

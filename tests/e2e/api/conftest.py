@@ -26,18 +26,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from metalcast.stack.kafka import wait_for_topics
+from metalcast.stack.world import isolated_world
 from metalcast_api import ApiSection, ApiSettings
 from metalcast_api.app import create_app
 from metalcast_core import (
-    ALL_TOPICS,
     METAL_SYMBOLS,
     KafkaSettings,
     PostgresSettings,
     S3Settings,
-    ensure_buckets,
-    ensure_topics,
-    make_s3_client,
 )
 from metalcast_ingestor import bootstrap as ingestor
 from metalcast_ingestor.config import IngestorSettings
@@ -78,53 +74,11 @@ def api_settings(pg: PostgresSettings, kafka: KafkaSettings, s3: S3Settings) -> 
     )
 
 
-async def _admin(url: str, sql: str) -> None:
-    base = url.rpartition("/")[0]
-    conn = await asyncpg.connect(f"{base}/postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @contextlib.asynccontextmanager
-async def isolated(stack: Any, template: str) -> AsyncIterator[tuple[Any, Any, Any]]:
+async def isolated(stack: Any) -> AsyncIterator[tuple[PostgresSettings, KafkaSettings, S3Settings]]:
     """A database, a topic prefix and buckets of their own (like the per-test fixtures)."""
-    suffix = uuid.uuid4().hex[:8]
-    name = f"test_api_{suffix}"
-    await _admin(stack.postgres.url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    pg = PostgresSettings(url=f"{stack.postgres.url.rpartition('/')[0]}/{name}")
-    kafka = KafkaSettings(
-        bootstrap_servers=stack.kafka.bootstrap_servers,
-        client_id=f"test-api-{suffix}",
-        topic_prefix=f"t{suffix}.",
-    )
-    await ensure_topics(kafka)
-    await wait_for_topics(kafka, {kafka.topic_name(t) for t in ALL_TOPICS})
-    s3 = stack.s3.model_copy(
-        update={"models_bucket": f"test-{suffix}-models", "backups_bucket": f"test-{suffix}-bk"}
-    )
-    client = make_s3_client(s3)
-    ensure_buckets(client, s3)
-    try:
-        yield pg, kafka, s3
-    finally:
-        await _admin(stack.postgres.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        for bucket in (s3.models_bucket, s3.backups_bucket):
-            with contextlib.suppress(Exception):
-                for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                    for obj in page.get("Contents", []):
-                        client.delete_object(Bucket=bucket, Key=obj["Key"])
-                client.delete_bucket(Bucket=bucket)
-        with contextlib.suppress(Exception):
-            from aiokafka.admin import AIOKafkaAdminClient
-
-            admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-            await admin.start()
-            try:
-                await admin.delete_topics(sorted(kafka.topic_name(t) for t in ALL_TOPICS))
-            finally:
-                await admin.close()
+    async with isolated_world(stack.env, label="test_api") as own:
+        yield own.postgres, own.kafka, own.s3
 
 
 async def train(
@@ -158,8 +112,8 @@ async def ingest(
 
 
 @pytest.fixture(scope="session")
-async def world(stack: Any, pg_template: str) -> AsyncIterator[World]:
-    async with isolated(stack, pg_template) as (pg, kafka, s3):
+async def world(stack: Any) -> AsyncIterator[World]:
+    async with isolated(stack) as (pg, kafka, s3):
         end = ingestor.current_hour() + timedelta(hours=1)
         start = end - timedelta(hours=HISTORY_HOURS)
         newest = end - timedelta(hours=1)

@@ -227,10 +227,10 @@ async def test_bad_input_answers_4xx_with_a_reason(
     assert words in json.dumps(r.json()).replace("\\u2019", "'"), r.text
 
 
-async def test_no_model_yet_answers_409_and_404(stack: object, pg_template: str) -> None:
+async def test_no_model_yet_answers_409_and_404(stack: object) -> None:
     from tests.support import ServerThread
 
-    async with isolated(stack, pg_template) as (pg, kafka, s3):
+    async with isolated(stack) as (pg, kafka, s3):
         with ServerThread(create_app(api_settings(pg, kafka, s3))) as server:
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
                 r = await c.get("/v1/forecasts/XAG", params={"horizon": 5})
