@@ -223,8 +223,12 @@ async def test_verify_and_restore_refuse_the_live_database(
         await service.restore(manifest.backup_id, live)
     other = f"restore_{uuid.uuid4().hex[:8]}"
     try:
+        with pytest.raises(RefusedError, match="leaves the live models bucket alone"):
+            await service.restore(manifest.backup_id, other, models=True)
         report = await service.restore(manifest.backup_id, other)
         assert report.problems == []
+        assert report.models == 0
+        assert "the models bucket was not touched" in "\n".join(report.lines())
         assert not report.replaced_existing
         with pytest.raises(RefusedError, match="exists"):
             await service.restore(manifest.backup_id, other)
@@ -420,3 +424,87 @@ async def test_a_backup_that_fails_halfway_deletes_nothing_and_is_marked_failed(
     plan = await service.prune(failed_id)
     assert plan.delete == ()
     assert survivors[0] in service.store.backup_ids()
+
+
+async def test_a_restore_into_the_live_database_loses_nothing(
+    pg_settings: PostgresSettings, s3_settings: S3Settings, kafka_settings: KafkaSettings
+) -> None:
+    """Backup, a day more stored, restore into the live database, restart the sink: every
+    tick is back, none twice, because the positions the sink read up to are restored with
+    the rows and it resumes from them. Then retention deletes what it would re-read: the
+    restore names the lost offsets and refuses, unless told to accept the loss."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+    from metalcast_core import TICKS
+    from metalcast_ingestor import bootstrap as ingestor
+    from metalcast_ingestor.config import IngestorSettings
+    from metalcast_sink.bootstrap import run_sink
+    from tests.support import FAST_GROUP, sink_settings
+
+    ingest = IngestorSettings(postgres=pg_settings, kafka=kafka_settings)
+    sink = sink_settings(pg_settings, kafka_settings)  # one group for the whole test
+    end = ingestor.current_hour() + timedelta(hours=1)
+    middle = end - timedelta(hours=24)
+    count = "SELECT count(*) FROM prices.ticks"
+    distinct = "SELECT count(DISTINCT (symbol, observed_at, source)) FROM prices.ticks"
+
+    await ingestor.backfill(ingest, "simulated", middle - timedelta(hours=24), middle)
+    first = await run_sink(sink, until_idle=True, consumer_options=FAST_GROUP)
+    assert first.rows_inserted == 96
+    service = build_service(
+        BackupSettings(
+            postgres=pg_settings,
+            s3=s3_settings,
+            kafka=kafka_settings,
+            backup=BackupSection(pg_bin_dir=Path(postgres_bin_dir())),
+        )
+    )
+    manifest = await service.run()
+    assert sum(p.next_offset for p in manifest.positions) == 96
+
+    await ingestor.backfill(ingest, "simulated", middle, end)  # published after the backup
+    second = await run_sink(sink, until_idle=True, consumer_options=FAST_GROUP)
+    assert second.rows_inserted == 96
+    assert await fetchval(pg_settings, count) == 192
+
+    live = PgTarget(pg_settings.url).database
+    report = await service.restore(manifest.backup_id, live, force=True)
+    assert report.problems == []
+    rereads = [
+        re.search(r": (\d+) message\(s\) published after", line) for line in report.positions
+    ]
+    assert all(rereads), report.positions
+    assert sum(int(m.group(1)) for m in rereads if m) == 96, report.positions
+    assert await fetchval(pg_settings, count) == 96  # the day after the backup is gone ...
+
+    resumed = await run_sink(sink, until_idle=True, consumer_options=FAST_GROUP)
+    assert resumed.ticks_received == 96  # ... read again from Kafka, not from the beginning
+    assert await fetchval(pg_settings, count) == 192  # ... and back, each tick once
+    assert await fetchval(pg_settings, distinct) == 192
+    hours = "SELECT count(*) FROM analytics.metal_prices WHERE xau IS NOT NULL AND xpd IS NOT NULL"
+    assert await fetchval(pg_settings, hours) == 48
+    unpublished = "SELECT count(*) FROM pipeline.batches WHERE published_at IS NULL"
+    assert await fetchval(pg_settings, unpublished) == 0
+
+    # Retention deletes every message so far: what the backup's positions need is gone.
+    topic = kafka_settings.topic_name(TICKS)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
+    await admin.start()
+    try:
+        deleted = await admin.delete_records(
+            {
+                TopicPartition(topic, n): RecordsToDelete(before_offset=-1)
+                for n in range(kafka_settings.ticks_partitions)
+            }
+        )
+    finally:
+        await admin.close()
+    assert deleted
+    with pytest.raises(RefusedError, match="are gone and cannot be re-read") as refused:
+        await service.restore(manifest.backup_id, live, force=True)
+    assert "--accept-loss" in str(refused.value)
+    assert await fetchval(pg_settings, count) == 192  # refused before touching anything
+    report = await service.restore(manifest.backup_id, live, force=True, accept_loss=True)
+    assert any("are gone" in line for line in report.positions), report.positions
+    assert await fetchval(pg_settings, count) == 96

@@ -86,7 +86,16 @@ async def test_ticks_land_once_with_hourly_rows_and_training_window(
     unpublished = "SELECT count(*) FROM pipeline.batches WHERE published_at IS NULL"
     assert await fetchval(pg_settings, unpublished) == 0
 
-    # A second sink in a new group re-reads everything: nothing new, no event.
+    # A second sink in a new group resumes where the database says it has read up to.
+    resumed = await run_sink(
+        sink_settings(pg_settings, kafka_settings), until_idle=True, consumer_options=FAST_GROUP
+    )
+    assert resumed.ticks_received == 0
+    stored = "SELECT sum(next_offset) FROM pipeline.consumer_positions WHERE consumer = 'sink'"
+    assert await fetchval(pg_settings, stored) == 240
+
+    # Without stored positions, a new group re-reads everything: nothing new, no event.
+    await fetchval(pg_settings, "DELETE FROM pipeline.consumer_positions RETURNING 1")
     again = await run_sink(
         sink_settings(pg_settings, kafka_settings), until_idle=True, consumer_options=FAST_GROUP
     )

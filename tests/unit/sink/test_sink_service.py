@@ -104,3 +104,61 @@ async def test_a_failing_writer_stops_the_sink_instead_of_hanging_with_a_full_qu
         await asyncio.wait_for(sink.run(until_idle=True), 10)
     assert time.monotonic() - started < 5  # at once, not when the timeout cancels it
     assert consumer.commits == []  # nothing was stored, so no offset moved
+
+
+class PositionsConnection:
+    """Answers ``load_positions`` with fixed rows; counts connections closed."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    async def fetch(self, *args: Any) -> list[dict[str, Any]]:
+        return self.rows
+
+    async def close(self) -> None:
+        return None
+
+
+class SeekingConsumer(FakeConsumer):
+    """Partitions 0-3 whose logs keep offsets [earliest, end); remembers seeks."""
+
+    def __init__(self, earliest: dict[int, int], end: dict[int, int]) -> None:
+        super().__init__([])
+        self.earliest = {TopicPartition(TOPIC, p): o for p, o in earliest.items()}
+        self.end = {TopicPartition(TOPIC, p): o for p, o in end.items()}
+        self.seeks: dict[TopicPartition, int] = {}
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.earliest[tp] for tp in tps}
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.end[tp] for tp in tps}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks[tp] = offset
+
+
+async def test_an_assignment_resumes_from_the_positions_stored_with_the_rows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stored = [
+        {"topic": TOPIC, "partition": 0, "next_offset": 40},  # within the log: seek there
+        {"topic": TOPIC, "partition": 1, "next_offset": 5},  # before the log's start: lost
+        {"topic": TOPIC, "partition": 2, "next_offset": 900},  # past the end: recreated topic
+    ]  # partition 3: nothing stored, Kafka's committed offset decides
+    consumer = SeekingConsumer({0: 0, 1: 10, 2: 0, 3: 0}, {0: 50, 1: 50, 2: 50, 3: 50})
+
+    async def connect() -> asyncpg.Connection:
+        return PositionsConnection(stored)
+
+    sink = Sink(SinkSettings(), consumer, FakeProducer(), connect)
+    listener = sink.listener()
+    assert not await sink._caught_up()  # not before the first assignment is placed
+    await listener.on_partitions_revoked(set())
+    await listener.on_partitions_assigned({TopicPartition(TOPIC, p) for p in range(4)})
+
+    assert consumer.seeks == {TopicPartition(TOPIC, 0): 40, TopicPartition(TOPIC, 1): 10}
+    gone = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(gone) == 1
+    assert "messages 5..9 are gone" in gone[0]
+    assert any("past the log's end 50" in r.getMessage() for r in caplog.records)

@@ -114,14 +114,35 @@ def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
         force: Annotated[
             bool, typer.Option(help="Replace an existing database (needed for the live one).")
         ] = False,
-        models: Annotated[bool, typer.Option(help="Also put the model files back.")] = True,
+        models: Annotated[
+            bool | None,
+            typer.Option(
+                help="Put the model files back in the models bucket (default: only when "
+                "restoring the live database; never for another one)."
+            ),
+        ] = None,
+        accept_loss: Annotated[
+            bool,
+            typer.Option(
+                help="Restore the live database even though Kafka no longer holds messages "
+                "the sink would need to re-read (they are named first)."
+            ),
+        ] = False,
     ) -> None:
-        """Restore a backup into a database and the model files into the models bucket."""
+        """Restore a backup into a database (and, with the live one, the model files).
+
+        Checks first what Kafka still holds: after the restore the sink re-reads everything
+        published since the backup; what retention has deleted is named, and refused unless
+        --accept-loss."""
         from metalcast_backup.errors import BackupError
 
         service = _service()
         try:
-            report = asyncio.run(service.restore(backup_id, into, force=force, models=models))
+            report = asyncio.run(
+                service.restore(
+                    backup_id, into, force=force, models=models, accept_loss=accept_loss
+                )
+            )
         except BackupError as exc:
             typer.secho(str(exc), fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from exc

@@ -16,6 +16,7 @@ from metalcast_backup import records
 from metalcast_backup.config import BackupSection
 from metalcast_backup.dump import PgTarget
 from metalcast_backup.manifest import Manifest
+from metalcast_backup.positions import LogBounds
 from metalcast_backup.store import BackupStore
 
 T = TypeVar("T")
@@ -27,6 +28,8 @@ class BackupContext:
     store: BackupStore
     live: PgTarget
     models_bucket: str
+    # What Kafka keeps now, to check a restore's consumer positions against.
+    log_bounds: LogBounds
 
     async def manifests(self) -> list[Manifest]:
         """The manifest of every backup in S3, oldest first (folders without one left out)."""

@@ -63,6 +63,15 @@ class DatabaseInfo(_Model):
     pg_dump_version: str
 
 
+class Position(_Model):
+    """Where a consumer had read a partition up to, in the backup's snapshot."""
+
+    consumer: str
+    topic: str
+    partition: int = Field(ge=0)
+    next_offset: int = Field(ge=0)
+
+
 class Verification(_Model):
     status: VerifyStatus
     started_at: datetime
@@ -87,6 +96,8 @@ class Manifest(_Model):
     dump: DumpInfo | None = None
     # "schema.table" -> rows, counted in the very snapshot pg_dump dumped.
     tables: dict[str, int] = Field(default_factory=dict)
+    # The consumers' positions stored with the rows (pipeline.consumer_positions), same snapshot.
+    positions: list[Position] = Field(default_factory=list)
     models_bucket: str
     models: list[ModelFile] = Field(default_factory=list)
     # Where the copies are: one tar in the backups bucket, members named by their key.

@@ -1,6 +1,13 @@
 """Restoring a backup: the dump into a named database (the live one, or any existing one, only
-with ``force``), the model files back into the models bucket with their sha256 metadata, and
-``ops.backups`` rebuilt from the manifests in S3 so the restored database lists its backups."""
+with ``force``), the model files back into the models bucket with their sha256 metadata (only
+with the live database: a scratch restore never touches the live models bucket), and
+``ops.backups`` rebuilt from the manifests in S3 so the restored database lists its backups.
+
+Before anything is replaced, the consumers' positions in the backup are checked against what
+Kafka still keeps (:mod:`metalcast_backup.positions`): after the restore the sink re-reads
+everything published since the backup, and what retention already deleted is said plainly;
+a restore into the live database that would lose messages is refused without
+``accept_loss``."""
 
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ from metalcast_backup.dump import (
     pg_restore,
 )
 from metalcast_backup.errors import RefusedError
-from metalcast_backup.manifest import compare_counts
+from metalcast_backup.manifest import Manifest, compare_counts
+from metalcast_backup.positions import check_positions
 from metalcast_backup.store import sha256_file
 
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
@@ -39,6 +47,7 @@ class RestoreReport:
     durations_s: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     records_synced: int = 0
+    positions: list[str] = field(default_factory=list)  # one line per partition checked
 
     def lines(self) -> list[str]:
         out = [
@@ -46,21 +55,35 @@ class RestoreReport:
             + (" (replacing the existing one)" if self.replaced_existing else ""),
             f"  {self.tables} tables, {self.rows} rows "
             f"(pg_restore {self.durations_s.get('pg_restore', 0):.1f} s)",
-            f"  {self.models} model files, {self.models_bytes} bytes, back in the models bucket "
-            f"({self.durations_s.get('models', 0):.1f} s)",
+            (
+                f"  {self.models} model files, {self.models_bytes} bytes, back in the models "
+                f"bucket ({self.durations_s.get('models', 0):.1f} s)"
+                if self.models
+                else "  model files left in the backup (the models bucket was not touched)"
+            ),
             f"  ops.backups re-synced from {self.records_synced} manifests",
         ]
+        out += [f"  {line}" for line in self.positions]
         out += [f"  PROBLEM: {p}" for p in self.problems]
         return out
 
 
 async def restore_backup(
-    ctx: BackupContext, backup_id: str, into: str, *, force: bool = False, models: bool = True
+    ctx: BackupContext,
+    backup_id: str,
+    into: str,
+    *,
+    force: bool = False,
+    models: bool | None = None,
+    accept_loss: bool = False,
 ) -> RestoreReport:
-    """Restore the database into ``into`` and the model files into the models bucket.
+    """Restore the database into ``into`` and, with the live database, the model files into
+    the models bucket (``models``: default yes for the live database; a scratch database
+    never gets them, the live bucket is not its own).
 
     ``into`` must not exist, unless ``force`` (then it is dropped first); the live
-    database is only ever replaced with ``force``.
+    database is only ever replaced with ``force``, and only if Kafka still holds everything
+    the sink must re-read (or ``accept_loss``).
     """
     store, cfg = ctx.store, ctx.cfg
     manifest = await asyncio.to_thread(store.read_manifest, backup_id)
@@ -77,6 +100,14 @@ async def restore_backup(
     exists = await database_exists(admin, into)
     if exists and not force:
         raise RefusedError(f"database {into!r} exists: pass --force to replace it")
+    live = into == ctx.live.database
+    if models and not live:
+        raise RefusedError(
+            f"{into!r} is not the live database: its restore leaves the live models bucket "
+            "alone (restore the model files with the live database)"
+        )
+    models = live if models is None else models
+    positions = await _check_positions(ctx, manifest, refuse_loss=live and not accept_loss)
     durations: dict[str, float] = {}
     target = admin.with_database(into)
     with tempfile.TemporaryDirectory(prefix="metalcast-restore-") as tmp:
@@ -130,4 +161,30 @@ async def restore_backup(
         durations_s=durations,
         problems=problems,
         records_synced=synced,
+        positions=positions,
     )
+
+
+async def _check_positions(
+    ctx: BackupContext, manifest: Manifest, *, refuse_loss: bool
+) -> list[str]:
+    """One line per partition the backup holds a position for; refuses (``refuse_loss``) if
+    Kafka no longer has messages the restored database would need re-read, or cannot say."""
+    try:
+        checks = await check_positions(ctx.log_bounds, manifest.positions)
+    except Exception as exc:  # the brokers are away: nobody can tell what is lost
+        if refuse_loss:
+            raise RefusedError(
+                f"cannot check what Kafka still holds ({type(exc).__name__}: {exc}); "
+                "pass --accept-loss to restore without that check"
+            ) from exc
+        return [f"not checked against Kafka: {type(exc).__name__}: {exc}"]
+    lost = [c for c in checks if c.lost]
+    if lost and refuse_loss:
+        raise RefusedError(
+            "restoring this backup into the live database would lose what Kafka no longer "
+            "holds:\n  "
+            + "\n  ".join(c.line() for c in lost)
+            + "\npass --accept-loss to restore anyway"
+        )
+    return [c.line() for c in checks]

@@ -26,6 +26,7 @@ from metalcast_backup.dump import (
 )
 from metalcast_backup.errors import BackupFailed
 from metalcast_backup.manifest import DatabaseInfo, DumpInfo, Manifest, new_backup_id
+from metalcast_backup.positions import read_positions
 from metalcast_backup.store import sha256_file
 
 log = logging.getLogger("metalcast.backup")
@@ -141,6 +142,7 @@ async def _dump_and_copy(
                 # While pg_dump runs: the counts of the same snapshot, and the model files
                 # (listed after the snapshot, so every model the dump knows is there).
                 manifest.tables = await timed(durations, "count_rows", count_rows(conn))
+                manifest.positions = await read_positions(conn)
                 objects = await asyncio.to_thread(store.list_models, ctx.models_bucket)
                 manifest.models = await timed(
                     durations,

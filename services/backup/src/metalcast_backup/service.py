@@ -67,9 +67,17 @@ class BackupService:
         return await self.ctx.manifests()
 
     async def restore(
-        self, backup_id: str, into: str, *, force: bool = False, models: bool = True
+        self,
+        backup_id: str,
+        into: str,
+        *,
+        force: bool = False,
+        models: bool | None = None,
+        accept_loss: bool = False,
     ) -> RestoreReport:
-        return await restore_backup(self.ctx, backup_id, into, force=force, models=models)
+        return await restore_backup(
+            self.ctx, backup_id, into, force=force, models=models, accept_loss=accept_loss
+        )
 
     async def run_verify_prune(self) -> tuple[Manifest, Verification, RetentionPlan]:
         """What ``metalcast-backup run`` does: back up, verify, then apply retention."""

@@ -21,7 +21,7 @@ async def run_sink(
     await ensure_topics(settings.kafka)
     consumer = make_consumer(
         settings.kafka,
-        [settings.kafka.topic_name(TICKS)],
+        [],  # subscribed below, with the listener that resumes from the database
         group_id=settings.sink.group_id,
         max_poll_records=settings.sink.max_batch,
         max_partition_fetch_bytes=settings.sink.max_partition_fetch_bytes,
@@ -30,9 +30,10 @@ async def run_sink(
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
+        sink = Sink(settings, consumer, producer, lambda: connect(settings.postgres))
+        consumer.subscribe([settings.kafka.topic_name(TICKS)], listener=sink.listener())
         await consumer.start()
         try:
-            sink = Sink(settings, consumer, producer, lambda: connect(settings.postgres))
             # What start-up built lives as long as the process: out of the collector's sight,
             # so that its passes over the many short-lived objects per batch stay short.
             gc.collect()

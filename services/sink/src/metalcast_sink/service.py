@@ -8,13 +8,19 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from tenacity import (
     AsyncRetrying,
@@ -36,6 +42,7 @@ from metalcast_sink.decoding import decode_values
 from metalcast_sink.writer import (
     TickRows,
     find_refused,
+    load_positions,
     mark_published,
     relay_stale,
     unpublished_batches,
@@ -129,6 +136,13 @@ class Sink:
         self._published: list[uuid.UUID] = []  # events published, not yet marked so
         self._finishing: asyncio.Task[None] | None = None  # the last batch's Kafka side
         self._writer_waits = asyncio.Event()  # set while the writer waits for a batch
+        # Set when run() ends: a rebalance waiting for the database gives up, so that the
+        # consumer (which waits for its listener) can stop.
+        self._ended = asyncio.Event()
+        # Clear while a rebalance is under way (with :meth:`listener`): nothing is fetched
+        # and "caught up" is not decided until each partition is at its stored position.
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     async def run(self, stop: asyncio.Event | None = None, until_idle: bool = False) -> SinkStats:
         """Consume until ``stop`` is set or, with ``until_idle``, until caught up."""
@@ -166,6 +180,7 @@ class Sink:
                     with contextlib.suppress(asyncio.CancelledError):
                         await self._finishing
         finally:
+            self._ended.set()
             if self._conn is not None:
                 await self._conn.close()
         return self.stats
@@ -185,6 +200,12 @@ class Sink:
         size = 0
         try:
             while not stop.is_set():
+                if not self._settled.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._settled.wait(), self._settings.sink.batch_timeout_ms / 1000
+                        )
+                    continue
                 fetched = await self._consumer.getmany(
                     timeout_ms=0 if gathered else self._settings.sink.batch_timeout_ms,
                     max_records=min(_SLICE, self._settings.sink.max_batch),
@@ -255,9 +276,14 @@ class Sink:
         rows, dead = batch.rows, list(batch.dead)
         # Events published after earlier batches: marked so in this batch's transaction.
         published = list(self._published)
+        positions = {(tp.topic, tp.partition): offset for tp, offset in batch.offsets.items()}
         started = time.perf_counter()
+
+        def write(conn: asyncpg.Connection) -> Awaitable[BatchLoaded | None]:
+            return write_batch(conn, rows, len(dead), published, positions)
+
         try:
-            event = await self._with_db(lambda conn: write_batch(conn, rows, len(dead), published))
+            event = await self._with_db(write)
         except DATA_REJECTED as exc:
             log.warning("batch refused by the database (%s); isolating the bad ticks", exc)
             refused = await self._with_db(lambda conn: find_refused(conn, rows))
@@ -267,7 +293,7 @@ class Sink:
                 for i, reason in refused
             ]
             rows = rows.take([i for i in range(len(rows)) if i not in bad])
-            event = await self._with_db(lambda conn: write_batch(conn, rows, len(dead), published))
+            event = await self._with_db(write)
         self.stats.write_s += time.perf_counter() - started
         self._published = self._published[len(published) :]
         # The Kafka side of this batch runs while the next batch is written; one at a time,
@@ -360,9 +386,8 @@ class Sink:
             await self._announce(event)
             await mark_published(conn, event.batch_id)
 
-    async def _with_db(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run ``work`` on the connection, reconnecting and retrying while the DB is down."""
-        retrying = AsyncRetrying(
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
             retry=retry_if_exception_type((*DB_UNAVAILABLE, *RETRY_BATCH)),
             wait=wait_exponential_jitter(
                 multiplier=self._settings.sink.db_retry_initial_s,
@@ -371,7 +396,10 @@ class Sink:
             before_sleep=self._on_db_error,
             reraise=True,
         )
-        async for attempt in retrying:
+
+    async def _with_db(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run ``work`` on the connection, reconnecting and retrying while the DB is down."""
+        async for attempt in self._retrying():
             with attempt:
                 if self._conn is None or self._conn.is_closed():
                     self._conn = await self._connect()
@@ -393,7 +421,102 @@ class Sink:
             self._conn.terminate()
         self._conn = None
 
+    def listener(self) -> ConsumerRebalanceListener:
+        """Subscribe with this: on every assignment, each partition resumes from the position
+        stored with the rows (``pipeline.consumer_positions``), not from Kafka's commit."""
+        self._settled.clear()  # until the first assignment is settled
+        return _ResumeFromDatabase(self)
+
+    def rebalancing(self) -> None:
+        """A rebalance has begun: fetch nothing until :meth:`resume` has placed the new
+        assignment."""
+        self._settled.clear()
+
+    async def resume(self, assigned: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+        """Seek each of ``assigned`` to its stored position; returns the seeks made. Fetching
+        (paused by :meth:`rebalancing`) goes on when this returns, whatever the outcome.
+
+        A stored position older than the partition's earliest retained offset means messages
+        the database had (it was restored, say) are gone from Kafka: said loudly, then the
+        partition resumes from its earliest offset. One past the log's end (the topic was
+        recreated) is left to Kafka's committed offset. No stored position: the same."""
+        try:
+            return await self._seek_to_stored(assigned)
+        finally:
+            self._settled.set()
+
+    async def _seek_to_stored(
+        self, assigned: Collection[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        if not assigned:
+            return {}
+        topics = {tp.topic for tp in assigned}
+
+        async def load() -> dict[tuple[str, int], int]:
+            conn = await self._connect()  # its own: the writer may be using the main one
+            try:
+                return await load_positions(conn, topics)
+            finally:
+                await conn.close()
+
+        async def load_until_done() -> dict[tuple[str, int], int]:
+            async for attempt in self._retrying():
+                with attempt:
+                    return await load()
+            raise AssertionError("unreachable")
+
+        loading = asyncio.ensure_future(load_until_done())
+        ended = asyncio.ensure_future(self._ended.wait())
+        await asyncio.wait({loading, ended}, return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
+        if not loading.done():  # stopping while the database is away: nothing is read
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+            return {}
+        saved = loading.result()
+        known = [tp for tp in assigned if (tp.topic, tp.partition) in saved]
+        if not known:
+            return {}
+        earliest = await self._consumer.beginning_offsets(known)
+        ends = await self._consumer.end_offsets(known)
+        seeks: dict[TopicPartition, int] = {}
+        for tp in sorted(known):
+            position = saved[(tp.topic, tp.partition)]
+            if position < earliest[tp]:
+                log.error(
+                    "%s[%d]: the database has read up to offset %d, but Kafka keeps only "
+                    "offsets %d and later: messages %d..%d are gone and cannot be re-read",
+                    tp.topic,
+                    tp.partition,
+                    position,
+                    earliest[tp],
+                    position,
+                    earliest[tp] - 1,
+                )
+                position = earliest[tp]
+            elif position > ends[tp]:
+                log.warning(
+                    "%s[%d]: stored position %d is past the log's end %d (a recreated "
+                    "topic?): resuming from Kafka's committed offset",
+                    tp.topic,
+                    tp.partition,
+                    position,
+                    ends[tp],
+                )
+                continue
+            self._consumer.seek(tp, position)
+            seeks[tp] = position
+        log.info(
+            "resumed %d partition(s) from the database's positions: %s",
+            len(seeks),
+            ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in seeks.items()),
+        )
+        return seeks
+
     async def _caught_up(self) -> bool:
+        if not self._settled.is_set():
+            return False
         assignment = self._consumer.assignment()
         if not assignment:
             return False
@@ -402,6 +525,18 @@ class Sink:
             if await self._consumer.position(tp) < ends[tp]:
                 return False
         return True
+
+
+class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # A batch in hand commits its positions with its rows, or is re-read.
+        self._sink.rebalancing()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._sink.resume(assigned)
 
 
 def _server_of(url: str) -> str:

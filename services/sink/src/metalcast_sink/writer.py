@@ -23,6 +23,9 @@ Then, on either path:
    (the hourly rule: docs/data-model.md): the batch decides an hour's metal that has no
    value yet; an hour whose metal already has one is recomputed from all its stored ticks.
 4. Record the batch in ``pipeline.batches``, the outbox of ``pipeline.batch-loaded.v1``.
+5. Record where the batch ends in each partition (``pipeline.consumer_positions``), so that the
+   rows and the positions they were read up to are always of one piece: after a restore the
+   sink resumes from the restored positions and re-reads what came after the backup.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import itertools
 import json
 import operator
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -146,6 +149,49 @@ _BATCH_HOURS_UPSERT = _batch_hours_upsert_sql()
 _METAL_SYMBOLS = [m.symbol for m in METALS]
 _METAL_SET = frozenset(_METAL_SYMBOLS)
 _METAL_POSITION = {m.symbol: i for i, m in enumerate(METALS)}
+
+# Where a consumer has read up to: (topic, partition) -> the next offset to read.
+Positions = Mapping[tuple[str, int], int]
+# The sink's rows in pipeline.consumer_positions.
+SINK_CONSUMER = "sink"
+
+_SAVE_POSITIONS = """
+INSERT INTO pipeline.consumer_positions AS p (consumer, topic, partition, next_offset)
+SELECT $1, t, n, o FROM unnest($2::text[], $3::int4[], $4::int8[]) AS x(t, n, o)
+ON CONFLICT (consumer, topic, partition)
+DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
+"""
+
+
+async def save_positions(
+    conn: asyncpg.Connection, positions: Positions, consumer: str = SINK_CONSUMER
+) -> None:
+    """Record ``positions`` (call it inside the transaction of the rows read up to there).
+    A position may move back (a rebalance, a restore): that only means re-reading, and the
+    writes are idempotent; a position never runs ahead of the rows stored with it."""
+    if not positions:
+        return
+    keys = sorted(positions)
+    await conn.execute(
+        _SAVE_POSITIONS,
+        consumer,
+        [t for t, _ in keys],
+        [n for _, n in keys],
+        [positions[k] for k in keys],
+    )
+
+
+async def load_positions(
+    conn: asyncpg.Connection, topics: Iterable[str], consumer: str = SINK_CONSUMER
+) -> dict[tuple[str, int], int]:
+    rows = await conn.fetch(
+        "SELECT topic, partition, next_offset FROM pipeline.consumer_positions"
+        " WHERE consumer = $1 AND topic = ANY($2::text[])",
+        consumer,
+        sorted(set(topics)),
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
 
 _RECORD_BATCH = """
 INSERT INTO pipeline.batches
@@ -359,23 +405,29 @@ async def write_batch(
     ticks: TickRows | Sequence[TickFields],
     dead_lettered: int = 0,
     published: Sequence[uuid.UUID] = (),
+    positions: Positions | None = None,
 ) -> BatchLoaded | None:
     """Store ``ticks``; returns the ``batch-loaded`` event, or ``None`` if nothing was new.
 
     The event is written to the outbox in the same transaction; the caller publishes it
     after committing Kafka offsets, and marks it published (:func:`mark_published`, or by
     handing its id to the next call as ``published``: marked in that transaction).
+    ``positions`` (where the batch ends in each partition) are saved in that transaction too.
     """
     rows = ticks if isinstance(ticks, TickRows) else TickRows.of(ticks)
+    positions = positions or {}
     if not rows:
-        if published:
-            await mark_published(conn, *published)
+        if published or positions:
+            async with conn.transaction():
+                if published:
+                    await mark_published(conn, *published)
+                await save_positions(conn, positions)
         return None
     try:
-        return await _write_all_new(conn, rows, dead_lettered, published)
+        return await _write_all_new(conn, rows, dead_lettered, published, positions)
     except asyncpg.UniqueViolationError:
         pass  # a replay or a duplicate: the general path, in a new transaction
-    return await _write_what_is_new(conn, rows, dead_lettered, published)
+    return await _write_what_is_new(conn, rows, dead_lettered, published, positions)
 
 
 def _fast_path_sql(select: _Select) -> str:
@@ -410,6 +462,7 @@ async def _write_all_new(
     rows: TickRows,
     dead_lettered: int,
     published: Sequence[uuid.UUID],
+    positions: Positions,
 ) -> BatchLoaded:
     """The fast path: every tick new (a backfill, new data). Raises
     ``UniqueViolationError`` (nothing written) if any key exists already."""
@@ -437,6 +490,7 @@ async def _write_all_new(
         await _refresh_statistics_if_grown(conn, len(rows), result["estimate"])
         if result["recompute"]:
             await conn.execute(_HOURLY_UPSERT, result["recompute"], _METAL_SYMBOLS)
+        await save_positions(conn, positions)
     return event
 
 
@@ -445,11 +499,13 @@ async def _write_what_is_new(
     rows: TickRows,
     dead_lettered: int,
     published: Sequence[uuid.UUID],
+    positions: Positions,
 ) -> BatchLoaded | None:
     """The general path: insert what is new, bring its hours up to date."""
     async with conn.transaction():
         if published:
             await mark_published(conn, *published)
+        await save_positions(conn, positions)
         summary = await _insert_new(conn, await _stage(conn, rows))
         if summary.rows_inserted == 0:
             return None
