@@ -50,7 +50,7 @@ async def publisher(kafka: KafkaSettings, known: Sequence[str]) -> AsyncIterator
 async def produce_raw(
     kafka: KafkaSettings, topic: Topic[Any], items: Sequence[tuple[bytes, bytes]]
 ) -> None:
-    producer = make_producer(kafka)
+    producer = make_producer(kafka, max_request_size=8 << 20)  # the topic's limit decides
     await producer.start()
     try:
         for key, value in items:

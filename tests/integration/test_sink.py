@@ -215,16 +215,18 @@ async def test_bad_messages_go_to_the_dlq_and_the_good_ones_around_them_land(
     assert "future" in by_original[BAD_MESSAGES[7][1]]
 
 
+@pytest.mark.parametrize("size", [896_001, 2 << 20], ids=["896KB", "2MB"])
 async def test_a_poison_pill_too_large_to_dead_letter_whole_does_not_stop_the_partition(
-    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings, size: int
 ) -> None:
-    """900 KB that is not JSON: base64-encoded whole, its dead letter would exceed Kafka's
-    1 MiB limit and the sink would die on it at every restart. It is dead-lettered cut, with
-    its size and sha256, its offset committed, and the ticks behind it land."""
+    """900 KB or 2 MB that is not JSON (the ticks topic admits up to 4 MiB): base64-encoded
+    whole, its dead letter would exceed the DLQ's 1 MiB limit and the sink would die on it at
+    every restart. It is dead-lettered cut, with its size and sha256, its offset committed,
+    and the ticks behind it land."""
     import hashlib
 
     good = hourly_ticks(2, ("XAU",))
-    pill = b"\xff" + bytes(range(256)) * 3500  # 896,001 bytes, not UTF-8, not JSON
+    pill = (b"\xff" + bytes(range(256)) * (size // 256 + 1))[:size]  # not UTF-8, not JSON
     await produce_raw(
         kafka_settings,
         TICKS,

@@ -62,7 +62,14 @@ async def ensure_topics(settings: KafkaSettings) -> list[str]:
             if name in existing:
                 continue
             partitions = settings.ticks_partitions if topic is TICKS else topic.partitions
-            wanted.append(NewTopic(name, num_partitions=partitions, replication_factor=1))
+            wanted.append(
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs=topic.configs(),
+                )
+            )
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)

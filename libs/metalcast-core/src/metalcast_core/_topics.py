@@ -29,7 +29,18 @@ class Topic(Generic[E]):
     name: str
     event_type: type[E]
     partitions: int = 1
+    # Topic configs set when the topic is created (None: the broker's default).
     retention_ms: int | None = None
+    max_message_bytes: int | None = None
+
+    def configs(self) -> dict[str, str]:
+        """``retention.ms`` and ``max.message.bytes`` as topic configs, where set."""
+        configs = {}
+        if self.retention_ms is not None:
+            configs["retention.ms"] = str(self.retention_ms)
+        if self.max_message_bytes is not None:
+            configs["max.message.bytes"] = str(self.max_message_bytes)
+        return configs
 
     def encode(self, event: E) -> bytes:
         if not isinstance(event, self.event_type):
@@ -53,8 +64,18 @@ def _summarise(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-TICKS: Topic[PriceTick] = Topic("prices.ticks.v1", PriceTick, partitions=6)
-TICKS_DLQ: Topic[DeadLetter] = Topic("prices.ticks.dlq", DeadLetter, partitions=1)
+_DAY_MS = 24 * 3600 * 1000
+# Ticks: the broker's retention (7 days); a message up to 4 MiB is admitted (the sink's
+# read-ahead per partition), so that whatever a producer manages to write, however malformed,
+# reaches the sink and is dead-lettered there instead of failing somewhere out of sight.
+TICKS: Topic[PriceTick] = Topic(
+    "prices.ticks.v1", PriceTick, partitions=6, max_message_bytes=4 << 20
+)
+# Dead letters are kept 30 days, for `metalcast sink dlq list|show|replay`; each fits the
+# broker's default 1 MiB message limit (DeadLetter.within cuts a larger original).
+TICKS_DLQ: Topic[DeadLetter] = Topic(
+    "prices.ticks.dlq", DeadLetter, partitions=1, retention_ms=30 * _DAY_MS
+)
 BATCH_LOADED: Topic[BatchLoaded] = Topic("pipeline.batch-loaded.v1", BatchLoaded, partitions=1)
 MODELS_TRAINED: Topic[ModelsTrained] = Topic("models.trained.v1", ModelsTrained, partitions=1)
 PRODUCTION_CHANGED: Topic[ProductionChanged] = Topic(
