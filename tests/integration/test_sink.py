@@ -641,3 +641,35 @@ async def test_dead_letters_are_listed_shown_and_replayed_once_fixed(
     assert (second.ticks_received, second.dead_lettered) == (1, 0)
     rows = await fetch(pg_settings, "SELECT symbol, price FROM prices.ticks WHERE symbol = 'XRH'")
     assert [(r["symbol"], float(r["price"])) for r in rows] == [("XRH", 4800.0)]
+
+
+async def test_an_event_published_but_left_unmarked_by_a_crash_is_not_published_again(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    """Killed after publishing a batch's event, before marking it: the outbox still says
+    unpublished. The next start reads the topic back and only marks it: one event per batch.
+    A batch whose event never reached the topic is published, once."""
+    from metalcast_sink.writer import write_batch
+
+    settings = sink_settings(pg_settings, kafka_settings)
+    async with publisher(kafka_settings, settings.known_symbols) as pub:
+        await pub.publish(hourly_ticks(3))
+    await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
+    before = [BATCH_LOADED.decode(v).batch_id for v in await read_all(kafka_settings, BATCH_LOADED)]
+    assert before
+    conn = await asyncpg.connect(pg_settings.url)
+    try:
+        await conn.execute("UPDATE pipeline.batches SET published_at = NULL")  # as if killed
+        late = PriceTick(
+            symbol="XAG", source="test", observed_at=T0 + timedelta(days=1), price=30.0
+        )
+        never = await write_batch(conn, [late])
+    finally:
+        await conn.close()
+    assert never is not None
+
+    await run_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
+    after = [BATCH_LOADED.decode(v).batch_id for v in await read_all(kafka_settings, BATCH_LOADED)]
+    assert sorted(map(str, after)) == sorted(map(str, [*before, never.batch_id]))
+    unpublished = "SELECT count(*) FROM pipeline.batches WHERE published_at IS NULL"
+    assert await fetchval(pg_settings, unpublished) == 0

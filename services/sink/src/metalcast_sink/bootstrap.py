@@ -9,6 +9,7 @@ from typing import Any
 
 from metalcast_core import TICKS, connect, ensure_topics, make_consumer, make_producer
 from metalcast_sink.config import SinkSettings
+from metalcast_sink.outbox import batch_ids_published_since
 from metalcast_sink.service import Sink, SinkStats
 
 
@@ -30,7 +31,13 @@ async def run_sink(
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
-        sink = Sink(settings, consumer, producer, lambda: connect(settings.postgres))
+        sink = Sink(
+            settings,
+            consumer,
+            producer,
+            lambda: connect(settings.postgres),
+            published_since=lambda since: batch_ids_published_since(settings.kafka, since),
+        )
         consumer.subscribe([settings.kafka.topic_name(TICKS)], listener=sink.listener())
         await consumer.start()
         try:

@@ -40,12 +40,12 @@ from metalcast_core import (
 from metalcast_sink.config import SinkSettings
 from metalcast_sink.decoding import decode_values
 from metalcast_sink.writer import (
+    PublishedSince,
     TickRows,
     find_refused,
     load_positions,
     mark_published,
     relay_stale,
-    unpublished_batches,
     write_batch,
 )
 
@@ -123,8 +123,12 @@ class Sink:
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         connect: Connect,
+        published_since: PublishedSince | None = None,
     ) -> None:
+        """``published_since`` reads the batch-loaded topic back (see :func:`relay_stale`);
+        without it, an event left unmarked by a crash may be published twice."""
         self._settings = settings
+        self._published_since = published_since
         self._consumer = consumer
         self._producer = producer
         self._connect = connect
@@ -370,7 +374,9 @@ class Sink:
                     sent = list(self._published)  # published, to be marked with the next batch
                     if sent:
                         await mark_published(conn, *sent)
-                    relayed = await relay_stale(conn, cfg.relay_after_s, self._announce)
+                    relayed = await relay_stale(
+                        conn, cfg.relay_after_s, self._announce, already=self._published_since
+                    )
                 finally:
                     await conn.close()
             except Exception as exc:  # the next round tries again; the batch is safe
@@ -381,10 +387,11 @@ class Sink:
                 log.warning("relayed %d batch-loaded event(s) left in the outbox", len(relayed))
 
     async def _publish_outbox(self, conn: asyncpg.Connection) -> None:
-        for event in await unpublished_batches(conn):
-            log.info("publishing batch %s left in the outbox", event.batch_id)
-            await self._announce(event)
-            await mark_published(conn, event.batch_id)
+        """At start: every event left unpublished or unmarked by the last run, once."""
+        while sent := await relay_stale(
+            conn, 0.0, self._announce, limit=1_000, already=self._published_since
+        ):
+            log.info("published %d batch-loaded event(s) left in the outbox", len(sent))
 
     def _retrying(self) -> AsyncRetrying:
         return AsyncRetrying(

@@ -36,7 +36,7 @@ import operator
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import asyncpg
@@ -655,11 +655,8 @@ async def find_refused(conn: asyncpg.Connection, rows: TickRows) -> list[tuple[i
     return refused
 
 
-async def unpublished_batches(conn: asyncpg.Connection) -> list[BatchLoaded]:
-    rows = await conn.fetch(
-        "SELECT event FROM pipeline.batches WHERE published_at IS NULL ORDER BY loaded_at"
-    )
-    return [BatchLoaded.model_validate_json(r["event"]) for r in rows]
+# Which batch ids already have their event on the topic, among those published since a time.
+PublishedSince = Callable[[datetime], Awaitable[set[uuid.UUID]]]
 
 
 async def relay_stale(
@@ -667,17 +664,19 @@ async def relay_stale(
     older_than_s: float,
     announce: Callable[[BatchLoaded], Awaitable[None]],
     limit: int = 100,
+    already: PublishedSince | None = None,
 ) -> list[uuid.UUID]:
     """Publish batch-loaded events still unpublished ``older_than_s`` after their commit (a
-    lost acknowledgement, a crash between commit and publish) and mark them published.
+    lost acknowledgement, a crash between publishing and marking) and mark them published.
 
-    The rows stay locked (``FOR UPDATE SKIP LOCKED``) while their events are sent, so several
-    sink instances relay each row once; a crash before the commit republishes it later, which
-    the trainer's idempotence makes harmless."""
+    ``already`` (the topic read back from just before the oldest of these commits) finds the
+    events that did reach the topic: those are only marked, so that each batch has exactly one
+    event. The rows stay locked (``FOR UPDATE SKIP LOCKED``) while their events are sent, so
+    several sink instances relay each row once. Returns the ids sent again."""
     async with conn.transaction():
         rows = await conn.fetch(
             """
-            SELECT batch_id, event FROM pipeline.batches
+            SELECT batch_id, loaded_at, event FROM pipeline.batches
             WHERE published_at IS NULL AND loaded_at < now() - make_interval(secs => $1)
             ORDER BY loaded_at
             LIMIT $2
@@ -686,12 +685,23 @@ async def relay_stale(
             older_than_s,
             limit,
         )
+        if not rows:
+            return []
+        seen: set[uuid.UUID] = set()
+        if already is not None:
+            seen = await already(min(r["loaded_at"] for r in rows) - _PUBLISH_CLOCK_SLACK)
+        sent = []
         for row in rows:
-            await announce(BatchLoaded.model_validate_json(row["event"]))
-        ids = [r["batch_id"] for r in rows]
-        if ids:
-            await mark_published(conn, *ids)
-    return ids
+            if row["batch_id"] not in seen:
+                await announce(BatchLoaded.model_validate_json(row["event"]))
+                sent.append(row["batch_id"])
+        await mark_published(conn, *[r["batch_id"] for r in rows])
+    return sent
+
+
+# Kafka's timestamps are the producer's clock, the commit's is PostgreSQL's: read back from
+# a little before the commit.
+_PUBLISH_CLOCK_SLACK = timedelta(minutes=5)
 
 
 async def copy_ticks(conn: asyncpg.Connection, records: Iterable[Sequence[Any]]) -> None:
