@@ -18,10 +18,25 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0
 
 
+def log_tasks() -> None:
+    """Log where every task of the running loop waits (``kill -USR1 <pid>`` on a service
+    that seems stuck: what it is waiting for, without stopping it)."""
+    tasks = asyncio.all_tasks()
+    log.warning("SIGUSR1: %d task(s)", len(tasks))
+    for task in tasks:
+        frames = task.get_stack(limit=12)
+        where = " <- ".join(
+            f"{f.f_code.co_name} ({f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno})"
+            for f in reversed(frames)
+        )
+        log.warning("  %s: %s", task.get_name(), where or "(not started)")
+
+
 def run_until_signal(
     serve: Callable[[asyncio.Event], Awaitable[T]], grace_s: float = STOP_GRACE_S
 ) -> T:
-    """Run ``serve(stop)`` in a new event loop; SIGINT or SIGTERM sets ``stop``.
+    """Run ``serve(stop)`` in a new event loop; SIGINT or SIGTERM sets ``stop``; SIGUSR1
+    logs every task and where it waits (:func:`log_tasks`).
 
     A service that has not returned ``grace_s`` seconds after the signal (or at a second
     signal) is cancelled: its ``finally`` blocks run (clients stop, uncommitted work is
@@ -60,6 +75,7 @@ def run_until_signal(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, int(sig))
+        loop.add_signal_handler(signal.SIGUSR1, log_tasks)
         try:
             return await task
         except asyncio.CancelledError:

@@ -7,7 +7,14 @@ import gc
 from collections.abc import Mapping
 from typing import Any
 
-from metalcast_core import TICKS, connect, ensure_topics, make_consumer, make_producer
+from metalcast_core import (
+    TICKS,
+    connect,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    wait_for_kafka,
+)
 from metalcast_sink.config import SinkSettings
 from metalcast_sink.outbox import batch_ids_published_since
 from metalcast_sink.service import Sink, SinkStats
@@ -19,6 +26,7 @@ async def run_sink(
     until_idle: bool = False,
     consumer_options: Mapping[str, Any] | None = None,
 ) -> SinkStats:
+    await wait_for_kafka(settings.kafka)  # a broker restarting: wait rather than exit
     await ensure_topics(settings.kafka)
     consumer = make_consumer(
         settings.kafka,

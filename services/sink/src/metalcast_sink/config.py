@@ -23,6 +23,9 @@ class SinkSection(BaseModel):
     # their batch's commit are published (the normal path publishes right after the commit).
     relay_every_s: float = Field(default=30.0, gt=0)
     relay_after_s: float = Field(default=60.0, ge=0)
+    # How long a batch's Kafka side (offset commit, event) may take after its commit before
+    # the writer goes on without it (the event then goes out from the outbox).
+    kafka_side_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class SinkSettings(ServiceSettings):

@@ -21,7 +21,7 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -276,8 +276,12 @@ class Sink:
         return joined
 
     async def store(self, batch: Decoded) -> None:
-        """Write a decoded batch, dead-letter what failed, commit its offsets, then publish."""
+        """Dead-letter what failed, write the batch with its positions, then (while the next
+        batch is written) commit Kafka's offsets and publish its event."""
         rows, dead = batch.rows, list(batch.dead)
+        # Dead letters are durable before the positions, stored with the rows, move past them
+        # (a crash in between sends them again: at least once, like the ticks).
+        await self._send_dead(dead)
         # Events published after earlier batches: marked so in this batch's transaction.
         published = list(self._published)
         positions = {(tp.topic, tp.partition): offset for tp, offset in batch.offsets.items()}
@@ -292,10 +296,12 @@ class Sink:
             log.warning("batch refused by the database (%s); isolating the bad ticks", exc)
             refused = await self._with_db(lambda conn: find_refused(conn, rows))
             bad = {i for i, _ in refused}
-            dead += [
+            letters = [
                 self._dead_letter(batch.records[i], f"refused by the database: {reason}")
                 for i, reason in refused
             ]
+            await self._send_dead(letters)
+            dead += letters
             rows = rows.take([i for i in range(len(rows)) if i not in bad])
             event = await self._with_db(write)
         self.stats.write_s += time.perf_counter() - started
@@ -304,24 +310,38 @@ class Sink:
         # in order, so offsets only move forward.
         if self._finishing is not None:
             await self._finishing
-        self._finishing = asyncio.create_task(self._finish(batch.offsets, dead, event))
+        self._finishing = asyncio.create_task(self._finish(batch.offsets, event))
         self.stats.batches += 1
         self.stats.ticks_received += batch.received
         self.stats.rows_inserted += event.rows_inserted if event else 0
         self.stats.dead_lettered += len(dead)
 
-    async def _finish(
-        self, offsets: dict[TopicPartition, int], dead: list[DeadLetter], event: BatchLoaded | None
-    ) -> None:
-        """After the database commit: dead letters, then the offsets and the event."""
+    async def _send_dead(self, dead: Sequence[DeadLetter]) -> None:
         if dead:
-            # Dead letters are durable before the offsets move past them.
             sends = [
                 await self._producer.send(self._dlq_topic, TICKS_DLQ.encode(d), key=b"sink")
                 for d in dead
             ]
             await asyncio.gather(*sends)
-        await asyncio.gather(self._commit(offsets), self._announce(event))
+
+    async def _finish(self, offsets: dict[TopicPartition, int], event: BatchLoaded | None) -> None:
+        """After the database commit: Kafka's offsets and the batch's event. Neither may hold
+        the writer up for long: the positions stored with the rows decide where reading
+        resumes (Kafka's offsets only follow, for lag monitoring), and an event not sent now
+        stays in the outbox, where the relay sends it (once) later."""
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(self._commit(offsets), self._announce(event)),
+                self._settings.sink.kafka_side_timeout_s,
+            )
+        except (TimeoutError, KafkaError) as exc:
+            log.warning(
+                "Kafka side of a batch not done (%s: %s): offsets follow with a later batch; "
+                "its event stays in the outbox for the relay",
+                type(exc).__name__,
+                exc,
+            )
+            return
         if event is not None:
             self._published.append(event.batch_id)
 

@@ -17,6 +17,7 @@ from metalcast_core import (
     make_consumer,
     make_producer,
     make_s3_client,
+    wait_for_kafka,
 )
 from metalcast_models import single_threaded_blas
 from metalcast_trainer.config import TrainerSettings
@@ -28,6 +29,7 @@ from metalcast_trainer.service import Trainer, publish_report
 async def _runner(
     settings: TrainerSettings,
 ) -> AsyncIterator[tuple[TrainingRunner, AIOKafkaProducer]]:
+    await wait_for_kafka(settings.kafka)  # a broker restarting: wait rather than exit
     await ensure_topics(settings.kafka)
     s3 = make_s3_client(settings.s3)
     await asyncio.to_thread(ensure_buckets, s3, settings.s3)
