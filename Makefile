@@ -2,7 +2,7 @@
 export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 
-.PHONY: setup demo demo-airflow test test-unit test-integration test-e2e lint bench stack-up stack-down
+.PHONY: setup demo demo-airflow test test-unit test-integration test-e2e test-chaos lint bench stack-up stack-down
 
 setup:
 	@scripts/setup.sh
@@ -25,6 +25,9 @@ test-integration: setup
 test-e2e: setup
 	$(UV) run pytest tests/e2e
 
+test-chaos: setup
+	$(UV) run pytest -s tests/chaos
+
 lint:
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
@@ -37,6 +40,7 @@ bench: setup
 	$(UV) run python bench/bench_trainer_scale.py
 	$(UV) run python bench/bench_api.py
 	$(UV) run python bench/bench_backup.py
+	$(UV) run python bench/bench_chaos.py
 
 stack-up: setup
 	$(UV) run metalcast stack up
