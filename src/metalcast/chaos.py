@@ -38,9 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 
 from metalcast import stack
 from metalcast.stack import StackConfig
+from metalcast.stack._server import Server
 from metalcast.stack.kafka import Kafka
 from metalcast.stack.minio import MinIO
 from metalcast.stack.postgres import Postgres
@@ -143,7 +145,7 @@ class ChaosReport:
             recovered = (
                 f"stored again {kill.recovered_s:.1f} s after the restart"
                 if kill.recovered_s is not None
-                else "nothing more stored within 2 min"
+                else "nothing was left to store, or not stored within 2 min"
             )
             out.append(
                 f"  killed {kill.target:<8} at {kill.at_s:6.1f} s, down {kill.down_s:.1f} s, "
@@ -269,14 +271,19 @@ async def _publish(kafka: KafkaSettings, plan: ChaosPlan, feed: Feed, done: asyn
                 continue
             chunk = range(i, min(due, i + 200))
             feed.tried.update(chunk)
-            try:
+
+            async def send(ticks: range = chunk, producer: AIOKafkaProducer = producer) -> None:
                 futures = []
-                for k in chunk:
+                for k in ticks:
                     tick = _tick(k, feed.base)
                     futures.append(
                         await producer.send(topic, TICKS.encode(tick), key=tick.symbol.encode())
                     )
-                await asyncio.wait_for(asyncio.gather(*futures), 15)
+                await asyncio.gather(*futures)
+
+            try:
+                # Enqueueing waits too (for metadata, for room): the whole chunk is bounded.
+                await asyncio.wait_for(send(), 15)
             except Exception as exc:  # the broker is away: a new producer, the same chunk
                 log.info("feed: chunk at %d not acknowledged (%s); again", i, type(exc).__name__)
                 with contextlib.suppress(Exception):
@@ -349,7 +356,11 @@ async def run_chaos(plan: ChaosPlan, config: StackConfig, workdir: Path) -> Chao
         "sink": Service("sink", "metalcast_sink", env, workdir / "sink.log"),
         "trainer": Service("trainer", "metalcast_trainer", env, workdir / "trainer.log"),
     }
-    servers = {"kafka": Kafka(config), "postgres": Postgres(config), "s3": MinIO(config)}
+    servers: dict[str, Server] = {
+        "kafka": Kafka(config),
+        "postgres": Postgres(config),
+        "s3": MinIO(config),
+    }
     hours = int(plan.seconds * plan.rate / len(METALS) * STEP.total_seconds() / 3600) + 2
     now_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     feed = Feed(base=now_hour - timedelta(hours=hours))
@@ -371,37 +382,31 @@ async def run_chaos(plan: ChaosPlan, config: StackConfig, workdir: Path) -> Chao
             raise RuntimeError(f"nothing stored in 120 s: see {workdir}/sink.log")
         started = feed.began or time.monotonic()
         rng = random.Random(plan.seed)
-        steps: list[str] = list(plan.kills)
-        if plan.backup_restore:
-            steps.insert(rng.randrange(len(steps) + 1), "backup-restore")
-        # At moments spread over the feed, whatever the steps before took.
+        # Each kill at its own random moment over the feed; a part killed is started again
+        # in the background (parts may be down together). The restore comes in the first
+        # half of the feed, with every part up, so that the stream goes on after it.
         first_write = time.monotonic() - started
-        moments = sorted(
-            rng.uniform(first_write + 1, max(first_write + 2, plan.seconds - 8)) for _ in steps
-        )
+        last = max(first_write + 2, plan.seconds - 5)
+        steps = sorted((rng.uniform(first_write + 1, last), target) for target in plan.kills)
+        if plan.backup_restore:
+            steps.append((rng.uniform(first_write + 1, max(first_write + 2, last / 2)), "restore"))
+            steps.sort()
+        restarts: list[asyncio.Task[None]] = []
         watching: list[asyncio.Task[None]] = []
-        for step, moment in zip(steps, moments, strict=True):
+        for moment, step in steps:
             await asyncio.sleep(max(0.0, started + moment - time.monotonic()))
-            if step == "backup-restore":
+            if step == "restore":
+                await asyncio.gather(*restarts)
                 await _backup_and_restore(report, env_vars, services["sink"], pg, workdir)
                 continue
-            down = rng.uniform(*plan.down_s)
-            kill = Kill(step, time.monotonic() - started, down)
-            before = await _stored(pg.url)
-            if step in services:
-                services[step].kill()
-                await asyncio.sleep(down)
-                services[step].start()
-            else:
-                pid = servers[step].pid()
-                if pid is not None:
-                    os.kill(pid, signal.SIGKILL)
-                    await _gone(pid)  # reaped, so a restart does not see it in lock files
-                await asyncio.sleep(down)
-                await asyncio.to_thread(servers[step].start)
-            log.info("killed %s at %.1f s; started again after %.1f s", step, kill.at_s, down)
+            kill = Kill(step, time.monotonic() - started, rng.uniform(*plan.down_s))
             report.kills.append(kill)
-            watching.append(asyncio.create_task(_recovery(kill, pg.url, before)))
+            restarts.append(
+                asyncio.create_task(
+                    _kill_and_restart(kill, services, servers, pg.url, feed, watching)
+                )
+            )
+        await asyncio.gather(*restarts)
         await fed.wait()
         await feeding
         # Drain: everything acknowledged stored, and quiet for a moment.
@@ -437,6 +442,31 @@ async def run_chaos(plan: ChaosPlan, config: StackConfig, workdir: Path) -> Chao
     return report
 
 
+async def _kill_and_restart(
+    kill: Kill,
+    services: dict[str, Service],
+    servers: dict[str, Server],
+    url: str,
+    feed: Feed,
+    watching: list[asyncio.Task[None]],
+) -> None:
+    before = await _stored(url)
+    if kill.target in services:
+        services[kill.target].kill()
+        await asyncio.sleep(kill.down_s)
+        services[kill.target].start()
+    else:
+        server = servers[kill.target]
+        pid = server.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            await _gone(pid)  # reaped, so a restart does not see it in lock files
+        await asyncio.sleep(kill.down_s)
+        await asyncio.to_thread(server.start)
+    log.info("killed %s at %.1f s; started again after %.1f s", kill.target, kill.at_s, kill.down_s)
+    watching.append(asyncio.create_task(_recovery(kill, url, before, feed)))
+
+
 async def _gone(pid: int, timeout_s: float = 30.0) -> None:
     began = time.monotonic()
     while time.monotonic() - began < timeout_s:
@@ -448,9 +478,9 @@ async def _gone(pid: int, timeout_s: float = 30.0) -> None:
     log.warning("pid %d still exists %.0f s after SIGKILL", pid, timeout_s)
 
 
-async def _recovery(kill: Kill, url: str, before: int | None) -> None:
+async def _recovery(kill: Kill, url: str, before: int | None, feed: Feed) -> None:
     """Seconds from the restart until more ticks are stored than before the kill (left None
-    if that does not happen within two minutes)."""
+    if nothing was left to store, or if that does not happen within two minutes)."""
     began = time.monotonic()
     mark = before or 0
     while time.monotonic() - began < 120:
@@ -458,6 +488,8 @@ async def _recovery(kill: Kill, url: str, before: int | None) -> None:
         if now is not None and now > mark:
             kill.recovered_s = time.monotonic() - began
             return
+        if now is not None and now >= len(feed.tried) and feed.began is not None:
+            return  # everything sent is stored: nothing to recover
         await asyncio.sleep(0.2)
 
 

@@ -10,6 +10,10 @@ longer plans.
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +23,26 @@ from metalcast import chaos, stack
 pytestmark = pytest.mark.chaos
 
 
-async def test_kills_poison_and_a_restore_lose_nothing(tmp_path: Path) -> None:
-    config = chaos.private_config(tmp_path / "stack")
-    plan = chaos.ChaosPlan(seconds=45, rate=100, seed=11)
+@pytest.fixture
+def root() -> Iterator[Path]:
+    # PostgreSQL runs as 'nobody', which must be able to enter the folder (mkdtemp: 0700).
+    folder = Path(tempfile.mkdtemp(prefix="metalcast-chaos-"))
+    folder.chmod(0o755)
     try:
-        report = await chaos.run_chaos(plan, config, tmp_path / "work")
+        yield folder
     finally:
-        stack.down(config, purge=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_kills_poison_and_a_restore_lose_nothing(root: Path) -> None:
+    config = chaos.private_config(root / "stack")
+    plan = chaos.ChaosPlan(seconds=60, rate=100, seed=11)
+    try:
+        report = await chaos.run_chaos(plan, config, root / "work")
+    finally:
+        await asyncio.to_thread(stack.down, config, purge=True)
     print("\n".join(report.lines()))
-    assert [k.target for k in report.kills] == list(plan.kills)
+    assert sorted(k.target for k in report.kills) == sorted(plan.kills)
     assert report.restore_s is not None  # the backup was restored mid-stream
     assert report.acked == int(plan.seconds * plan.rate)
     assert report.stored == report.acked
