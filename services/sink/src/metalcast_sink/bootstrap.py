@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import Mapping
 from typing import Any
 
-from metalcast_core import TICKS, connect, ensure_topics, make_consumer, make_producer
+from metalcast_core import (
+    TICKS,
+    connect,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    serve_status,
+)
 from metalcast_sink.config import SinkSettings
+from metalcast_sink.observe import SinkObserver, watch_lag
 from metalcast_sink.service import Sink, SinkStats
 
 
@@ -18,6 +27,9 @@ async def run_sink(
     until_idle: bool = False,
     consumer_options: Mapping[str, Any] | None = None,
 ) -> SinkStats:
+    """Consume until ``stop`` (or, ``until_idle``, until caught up). A long-running sink
+    serves ``/metrics`` and ``/healthz`` on ``metrics_host:metrics_port`` meanwhile (a
+    one-shot ``until_idle`` drain does not)."""
     await ensure_topics(settings.kafka)
     consumer = make_consumer(
         settings.kafka,
@@ -31,6 +43,9 @@ async def run_sink(
     await producer.start()
     try:
         sink = Sink(settings, consumer, producer, lambda: connect(settings.postgres))
+        cfg = settings.sink
+        seen = SinkObserver(sink.stats)
+        sink.on_stored = seen.stored
         consumer.subscribe([settings.kafka.topic_name(TICKS)], listener=sink.listener())
         await consumer.start()
         try:
@@ -38,7 +53,20 @@ async def run_sink(
             # so that its passes over the many short-lived objects per batch stay short.
             gc.collect()
             gc.freeze()
-            return await sink.run(stop=stop, until_idle=until_idle)
+            async with serve_status(
+                "sink",
+                seen.registry,
+                lambda: seen.health(cfg.stall_after_s),
+                cfg.metrics_host,
+                0 if until_idle else cfg.metrics_port,
+            ):
+                lag = asyncio.create_task(watch_lag(consumer, seen, cfg.lag_every_s))
+                try:
+                    return await sink.run(stop=stop, until_idle=until_idle)
+                finally:
+                    lag.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await lag
         finally:
             await consumer.stop()
     finally:
