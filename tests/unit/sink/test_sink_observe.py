@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
 from aiokafka import TopicPartition
 
 from metalcast_core import DeadLetter
+from metalcast_sink.config import SinkSection, SinkSettings
 from metalcast_sink.observe import SinkObserver, read_lag, reason_class, sink_health
-from metalcast_sink.service import SinkStats
+from metalcast_sink.service import Sink, SinkStats
+from tests.unit.sink.test_sink_service import FakeConsumer as FakeLoopConsumer
+from tests.unit.sink.test_sink_service import FakeProducer
 
 T = 1_790_000_000.0  # a Unix time
 TP0, TP1 = TopicPartition("prices.ticks.v1", 0), TopicPartition("prices.ticks.v1", 1)
@@ -149,3 +158,60 @@ async def test_read_lag_is_end_minus_position_skipping_partitions_without_one() 
     consumer = FakeConsumer({TP0: 100, TP1: 7}, {TP0: 60})
     assert await read_lag(consumer) == {TP0: 40}
     assert await read_lag(FakeConsumer({}, {})) == {}
+
+
+class QuietConnection:
+    """A database with nothing in the outbox."""
+
+    async def fetch(self, *args: object) -> list[object]:
+        return []
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
+    def is_closed(self) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+class IdleConsumer(FakeLoopConsumer):
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, Any]:
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
+
+
+async def soon(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within 5 s")
+
+
+async def test_an_idle_sink_notices_the_database_going_away_and_coming_back() -> None:
+    """No batch needs the database, yet the outbox relay's round trips tell /healthz."""
+    up = True
+
+    async def connect() -> asyncpg.Connection:
+        if not up:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        return QuietConnection()
+
+    settings = SinkSettings(sink=SinkSection(relay_every_s=0.05, batch_timeout_ms=20))
+    sink = Sink(settings, IdleConsumer([]), FakeProducer(), connect)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sink.run(stop=stop))
+    try:
+        await asyncio.sleep(0.15)
+        assert sink.stats.db_unavailable_since is None
+        up = False
+        await soon(lambda: sink.stats.db_unavailable_since is not None)
+        assert sink.stats.db_error == "ConnectionRefusedError: [Errno 111] Connect call failed"
+        up = True
+        await soon(lambda: sink.stats.db_unavailable_since is None)
+        assert sink.stats.db_error is None
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)

@@ -384,7 +384,10 @@ class Sink:
                     await conn.close()
             except Exception as exc:  # the next round tries again; the batch is safe
                 log.warning("outbox relay failed, will retry: %s: %s", type(exc).__name__, exc)
+                if isinstance(exc, DB_UNAVAILABLE):  # seen even while no batch comes
+                    self._db_unavailable(exc)
                 continue
+            self._db_answered()
             if relayed:
                 self.stats.relayed += len(relayed)
                 log.warning("relayed %d batch-loaded event(s) left in the outbox", len(relayed))
@@ -422,9 +425,7 @@ class Sink:
         error = state.outcome.exception() if state.outcome is not None else None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         if isinstance(error, DB_UNAVAILABLE):
-            if self.stats.db_unavailable_since is None:
-                self.stats.db_unavailable_since = time.time()
-            self.stats.db_error = f"{type(error).__name__}: {error}"
+            self._db_unavailable(error)
         log.warning(
             "database %s unavailable (attempt %d, next in %.1f s), the batch is kept: %s",
             _server_of(self._settings.postgres.url),
@@ -435,6 +436,11 @@ class Sink:
         if self._conn is not None and not self._conn.is_closed():
             self._conn.terminate()
         self._conn = None
+
+    def _db_unavailable(self, error: BaseException) -> None:
+        if self.stats.db_unavailable_since is None:
+            self.stats.db_unavailable_since = time.time()
+        self.stats.db_error = f"{type(error).__name__}: {error}"
 
     def _db_answered(self) -> None:
         self.stats.db_unavailable_since = None
