@@ -135,3 +135,17 @@ def test_since_names_the_moment_and_its_age() -> None:
     then = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)
     now = datetime(2026, 11, 30, 17, 1, 35, tzinfo=UTC)
     assert since(then, now) == "2026-11-30T17:00:00Z (95 s ago)"
+
+
+def test_the_library_and_the_watch_import_without_prometheus_client() -> None:
+    """Airflow's watch task imports metalcast_core; an Airflow environment installed before
+    core needed prometheus_client must still import it (the client is loaded when serving)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['prometheus_client'] = None; "
+        "import metalcast_core, metalcast_watch.observe, metalcast_watch.tasks"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

@@ -23,9 +23,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+if TYPE_CHECKING:  # imported when serving: the watch's Airflow tasks import this library too
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ class StatusServer:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain; charset=utf-8", b"only GET\n"
         if path == "/metrics":
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
             return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
         try:
             health = self._health()
