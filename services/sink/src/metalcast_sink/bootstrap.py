@@ -59,14 +59,18 @@ async def run_sink(
                 lambda: seen.health(cfg.stall_after_s),
                 cfg.metrics_host,
                 0 if until_idle else cfg.metrics_port,
-            ):
-                lag = asyncio.create_task(watch_lag(consumer, seen, cfg.lag_every_s))
+            ) as server:
+                # The lag is read only for a server to show (not during a one-shot drain).
+                lag = None
+                if server is not None:
+                    lag = asyncio.create_task(watch_lag(consumer, seen, cfg.lag_every_s))
                 try:
                     return await sink.run(stop=stop, until_idle=until_idle)
                 finally:
-                    lag.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await lag
+                    if lag is not None:
+                        lag.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await lag
         finally:
             await consumer.stop()
     finally:
