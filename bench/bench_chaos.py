@@ -44,6 +44,7 @@ def main() -> int:
     )
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="metalcast-chaos-") as tmp:
+        Path(tmp).chmod(0o755)  # PostgreSQL runs as 'nobody', which must enter the folder
         config = chaos.private_config(Path(tmp) / "stack")
         try:
             report = asyncio.run(chaos.run_chaos(plan, config, Path(tmp) / "work"))

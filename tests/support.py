@@ -30,6 +30,7 @@ FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 
 
 def sink_settings(pg: PostgresSettings, kafka: KafkaSettings, **sink: Any) -> SinkSettings:
+    sink.setdefault("metrics_port", 0)  # no /metrics server unless a test asks for one
     return SinkSettings(
         postgres=pg,
         kafka=kafka,
@@ -132,3 +133,38 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+
+
+async def http_get(port: int, path: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
+    """Status and body of ``GET path`` on 127.0.0.1:port (a worker's /metrics or /healthz)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout_s)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), timeout_s)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A worker's /metrics as {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body = await http_get(port, "/metrics")
+    assert status == 200, body
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+async def port_closed(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return True
+    writer.close()
+    return False

@@ -85,6 +85,18 @@ def _doors(with_airflow: bool) -> None:
     typer.echo(f"  PostgreSQL      psql '{env['METALCAST_POSTGRES__URL']}'")
     kafka = env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"]
     typer.echo(f"  Kafka           kcat -b {kafka} -C -t prices.ticks.v1")
+    from metalcast_ingestor.config import IngestorSettings
+    from metalcast_sink.config import SinkSettings
+    from metalcast_trainer.config import TrainerSettings
+
+    for name, door in (
+        ("sink", SinkSettings().sink),
+        ("trainer", TrainerSettings().trainer),
+        ("ingestor", IngestorSettings().ingest),
+    ):
+        if door.metrics_port:
+            where = f"http://{door.metrics_host}:{door.metrics_port}"
+            typer.echo(f"  {name + ' health':<15} {where}/healthz  (Prometheus: {where}/metrics)")
     typer.echo("  every variable  uv run metalcast stack env")
 
 

@@ -497,6 +497,7 @@ async def test_sigterm_stops_a_sink_retrying_an_unreachable_database(
         "METALCAST_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
         "METALCAST_SINK__DB_RETRY_INITIAL_S": "0.2",
         "METALCAST_SINK__DB_RETRY_MAX_S": "30",
+        "METALCAST_SINK__METRICS_PORT": "0",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

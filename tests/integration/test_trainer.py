@@ -51,6 +51,7 @@ def trainer_settings(
         "backtest_origins": 24,
         "backtest_horizon": 3,
         "min_calibration": 10,
+        "metrics_port": 0,  # no /metrics server unless a test asks for one
     } | trainer
     return TrainerSettings(
         postgres=pg,

@@ -81,3 +81,62 @@ async def test_watch_fails_on_stale_data(
     await seed_ticks(pg_settings, 400, newest=datetime.now(UTC) - timedelta(hours=5))
     with pytest.raises(WatchFailed, match=r"stale data: the newest XAU tick is 30\d min old"):
         await watch(_settings(pg_settings, kafka_settings))
+
+
+async def test_watch_asks_the_workers_healthz_and_names_an_unhealthy_sinks_reason(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    """A real sink serving /healthz: passes while it is healthy; once its database is away,
+    the watch fails with the sink's own reason and records the answer in its figures."""
+    import asyncio
+    import json
+    import socket
+
+    from metalcast_sink.bootstrap import run_sink
+    from tests.support import FAST_GROUP, free_port, http_get, sink_settings
+
+    await seed_ticks(pg_settings, 400)
+    with socket.socket() as probe:  # a database address nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    good, bad = free_port(), free_port()
+    settings = _settings(pg_settings, kafka_settings)
+    settings.watch.sink_health_url = f"http://127.0.0.1:{good}/healthz"
+    healthy = sink_settings(pg_settings, kafka_settings, metrics_port=good)
+    away = sink_settings(
+        PostgresSettings(url=f"postgresql://postgres@127.0.0.1:{dead}/nowhere"),
+        kafka_settings,
+        metrics_port=bad,
+        db_retry_initial_s=0.1,
+        db_retry_max_s=0.5,
+    )
+    stop = asyncio.Event()
+    sinks = [
+        asyncio.create_task(run_sink(s, stop=stop, consumer_options=FAST_GROUP))
+        for s in (healthy, away)
+    ]
+    try:
+        for port, want in ((good, 200), (bad, 503)):
+            for _ in range(300):
+                try:
+                    if (await http_get(port, "/healthz"))[0] == want:
+                        break
+                except OSError:
+                    pass
+                await asyncio.sleep(0.1)
+        assert await watch(settings) == []
+        settings.watch.sink_health_url = f"http://127.0.0.1:{bad}/healthz"
+        with pytest.raises(WatchFailed) as failed:
+            await watch(settings)
+    finally:
+        stop.set()
+        for task in sinks:
+            task.cancel()  # the one without a database retries until cancelled
+        await asyncio.gather(*sinks, return_exceptions=True)
+    assert "the sink is unhealthy (/healthz 503): database unavailable since " in str(failed.value)
+    conn = await asyncpg.connect(pg_settings.url)
+    try:
+        figures = await conn.fetchval("SELECT figures FROM ops.watch_runs ORDER BY id DESC LIMIT 1")
+    finally:
+        await conn.close()
+    assert json.loads(figures)["workers"]["sink"]["status"] == 503

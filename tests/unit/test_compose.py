@@ -40,10 +40,11 @@ COMMON_ENV: dict[str, Any] = COMPOSE["x-metalcast-env"]
 CONNECTION_SECTIONS = ("postgres", "kafka", "s3")
 # The documented exception: Airflow's services (built from airflow/Dockerfile) run Airflow's
 # CLI through the image's entrypoint, not one of our console scripts; their tasks run
-# metalcast_backup, so their METALCAST_* names must be fields of its settings.
+# metalcast_backup and metalcast_watch, so their METALCAST_* names must be fields of the
+# settings of one of them.
 AIRFLOW_DOCKERFILE = ROOT / "airflow" / "Dockerfile"
 AIRFLOW_COMMANDS = {"api-server", "scheduler", "dag-processor", "triggerer"}
-AIRFLOW_TASKS_PACKAGE = "metalcast_backup"
+AIRFLOW_TASKS_PACKAGES = ("metalcast_backup", "metalcast_watch")
 
 
 def _environment(service: dict[str, Any]) -> dict[str, Any]:
@@ -259,16 +260,26 @@ def _has_setting(model: type[BaseModel], path: list[str]) -> bool:
     return nested is not None and _has_setting(nested, path[1:])
 
 
+def _settings_classes(name: str) -> tuple[list[type[ServiceSettings]], str | None]:
+    """The settings classes of the service's packages (Airflow's: each task package's)."""
+    if _is_airflow(name):
+        found = [_package_settings(p) for p in AIRFLOW_TASKS_PACKAGES]
+        why_not = next((why for _, why in found if why is not None), None)
+        return [cls for cls, _ in found], why_not
+    settings, why_not = _settings_class(name)
+    return [settings], why_not
+
+
 def _settings_class(name: str) -> tuple[type[ServiceSettings], str | None]:
     """The settings class of the service's package, or ServiceSettings and why not."""
     script = _command(SERVICES[name])[0]
     entry = _console_scripts().get(script)
-    if _is_airflow(name):
-        package = AIRFLOW_TASKS_PACKAGE
-    elif entry is None:
+    if entry is None:
         return ServiceSettings, f"{script} is not a declared console script"
-    else:
-        package = entry.partition(":")[0].partition(".")[0]
+    return _package_settings(entry.partition(":")[0].partition(".")[0])
+
+
+def _package_settings(package: str) -> tuple[type[ServiceSettings], str | None]:
     try:
         module = importlib.import_module(f"{package}.config")
     except ImportError as exc:
@@ -296,18 +307,19 @@ def test_service_gets_the_common_settings(name: str) -> None:
 
 @pytest.mark.parametrize("name", OURS)
 def test_environment_names_are_fields_of_the_service_settings(name: str) -> None:
-    settings, why_not = _settings_class(name)
+    classes, why_not = _settings_classes(name)
     core = set(ServiceSettings.model_fields)
     unknown, unchecked = [], []
     for env_name in sorted(_metalcast_names(name)):
         path = env_name.removeprefix("METALCAST_").lower().split("__")
-        if _has_setting(settings, path):
+        if any(_has_setting(settings, path) for settings in classes):
             continue
         if why_not is not None and path[0] not in core:
             unchecked.append(env_name)  # a section of the service's own settings
         else:
             unknown.append(env_name)
-    assert not unknown, f"{name}: no settings field for {unknown} in {settings.__name__}"
+    names = ", ".join(c.__name__ for c in classes)
+    assert not unknown, f"{name}: no settings field for {unknown} in {names}"
     if unchecked:
         pytest.skip(f"{name}: {unchecked} not checked: {why_not}")
 
@@ -328,3 +340,23 @@ def test_local_stack_and_compose_use_the_same_setting_names() -> None:
         }
 
     assert connection(set(COMMON_ENV)) == connection(stack)
+
+
+# The workers' doors: each serves /metrics and /healthz on its METRICS_PORT; the healthcheck
+# and the watch's URL must ask that very port.
+WORKERS = {"sink": "SINK", "trainer": "TRAINER", "ingestor": "INGEST"}
+
+
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_worker_healthcheck_and_the_watch_ask_its_healthz_port(name: str) -> None:
+    env = _environment(SERVICES[name])
+    section = WORKERS[name]
+    port = int(env[f"METALCAST_{section}__METRICS_PORT"])
+    assert port != 0
+    assert env[f"METALCAST_{section}__METRICS_HOST"] == "0.0.0.0"  # reachable from the watch
+    healthcheck = " ".join(SERVICES[name]["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/healthz" in healthcheck
+    airflow_env = COMPOSE["x-airflow-common"]["environment"]
+    assert airflow_env[f"METALCAST_WATCH__{name.upper()}_HEALTH_URL"] == (
+        f"http://{name}:{port}/healthz"
+    )

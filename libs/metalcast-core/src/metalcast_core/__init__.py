@@ -20,6 +20,7 @@ from metalcast_core._kafka import (
 )
 from metalcast_core._lifecycle import run_until_signal
 from metalcast_core._logging import configure_logging
+from metalcast_core._observe import Health, HealthCheck, StatusServer, serve_status, since
 from metalcast_core._settings import (
     KafkaSettings,
     PostgresSettings,
@@ -67,6 +68,8 @@ __all__ = [
     "DeadLetter",
     "DecodeError",
     "Event",
+    "Health",
+    "HealthCheck",
     "KafkaSettings",
     "Metal",
     "ModelsTrained",
@@ -75,6 +78,7 @@ __all__ = [
     "ProductionChanged",
     "S3Settings",
     "ServiceSettings",
+    "StatusServer",
     "Topic",
     "configure_logging",
     "connect",
@@ -89,6 +93,8 @@ __all__ = [
     "migration_files",
     "publish_once",
     "run_until_signal",
+    "serve_status",
+    "since",
     "tick_problem",
     "utcnow",
     "wait_for_kafka",

@@ -48,6 +48,7 @@ class RestoreReport:
     problems: list[str] = field(default_factory=list)
     records_synced: int = 0
     positions: list[str] = field(default_factory=list)  # one line per partition checked
+    models_restored: bool = False  # whether the model files went back (the live database)
 
     def lines(self) -> list[str]:
         out = [
@@ -58,7 +59,7 @@ class RestoreReport:
             (
                 f"  {self.models} model files, {self.models_bytes} bytes, back in the models "
                 f"bucket ({self.durations_s.get('models', 0):.1f} s)"
-                if self.models
+                if self.models_restored
                 else "  model files left in the backup (the models bucket was not touched)"
             ),
             f"  ops.backups re-synced from {self.records_synced} manifests",
@@ -162,6 +163,7 @@ async def restore_backup(
         problems=problems,
         records_synced=synced,
         positions=positions,
+        models_restored=bool(models),
     )
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 
-from metalcast_core import configure_logging, ensure_topics, make_producer
+from metalcast_core import configure_logging, ensure_topics, make_producer, serve_status
 from metalcast_ingestor.config import IngestorSettings
+from metalcast_ingestor.observe import IngestorObserver
 from metalcast_ingestor.publisher import PublishStats, TickPublisher
 from metalcast_ingestor.runner import backfill as run_backfill
 from metalcast_ingestor.runner import poll_once, publish_stream, run_schedule
@@ -91,15 +92,21 @@ async def poll(settings: IngestorSettings, names: Sequence[str] | None) -> dict[
 async def schedule(
     settings: IngestorSettings, names: Sequence[str] | None, stop: asyncio.Event
 ) -> None:
+    """Poll every interval until ``stop``, with ``/metrics`` and ``/healthz`` on
+    ``metrics_host:metrics_port`` meanwhile."""
+    ing = settings.ingest
     async with (
         _publisher(settings) as pub,
-        _sources(settings, names or settings.ingest.sources) as sources,
+        _sources(settings, names or ing.sources) as sources,
     ):
-        await run_schedule(
-            sources,
-            settings.ingest.symbols,
-            pub,
-            settings.ingest.interval_s,
-            settings.ingest.align,
-            stop,
-        )
+        seen = IngestorObserver([s.name for s in sources])
+        async with serve_status(
+            "ingestor",
+            seen.registry,
+            lambda: seen.health(ing.interval_s, ing.stall_after_s),
+            ing.metrics_host,
+            ing.metrics_port,
+        ):
+            await run_schedule(
+                sources, ing.symbols, pub, ing.interval_s, ing.align, stop, observer=seen
+            )

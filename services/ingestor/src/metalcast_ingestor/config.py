@@ -26,6 +26,12 @@ class IngestSection(BaseModel):
     metals_api_key: SecretStr | None = None
     goldapi_io_key: SecretStr | None = None
     coingecko_key: SecretStr | None = None
+    # Schedule mode serves GET /metrics and /healthz (metalcast_ingestor.observe) on this
+    # address; port 0: none. /healthz fails when no poll finished for interval_s +
+    # stall_after_s, or when every source failed its last poll.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9103, ge=0, le=65535)
+    stall_after_s: float = Field(default=300.0, gt=0)
 
 
 class IngestorSettings(ServiceSettings):

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from tqdm import tqdm
 
@@ -20,6 +21,16 @@ from metalcast_ingestor.sources.base import Fetched, PriceSource, Rejected, Sour
 log = logging.getLogger(__name__)
 
 
+class PollObserver(Protocol):
+    """What polling tells its metrics (metalcast_ingestor.observe.IngestorObserver)."""
+
+    def fetched(self, source: str, items: Sequence[Fetched], stats: PublishStats) -> None: ...
+
+    def failed(self, source: str, error: BaseException) -> None: ...
+
+    def polled(self, seconds: float) -> None: ...
+
+
 @dataclass
 class PollReport:
     stats: PublishStats = field(default_factory=PublishStats)
@@ -27,7 +38,10 @@ class PollReport:
 
 
 async def poll_once(
-    sources: Sequence[PriceSource], symbols: Sequence[str], publisher: TickPublisher
+    sources: Sequence[PriceSource],
+    symbols: Sequence[str],
+    publisher: TickPublisher,
+    observer: PollObserver | None = None,
 ) -> PollReport:
     """Ask every source for its latest prices; a failing source does not stop the others."""
     report = PollReport()
@@ -41,8 +55,13 @@ async def poll_once(
             else:
                 raise result
             report.failures[source.name] = f"{type(result).__name__}: {result}"
+            if observer is not None:
+                observer.failed(source.name, result)
             continue
-        report.stats.add(await publisher.publish(result))
+        stats = await publisher.publish(result)
+        report.stats.add(stats)
+        if observer is not None:
+            observer.fetched(source.name, result, stats)
     return report
 
 
@@ -69,11 +88,14 @@ async def run_schedule(
     interval_s: float,
     align: bool,
     stop: asyncio.Event,
+    observer: PollObserver | None = None,
 ) -> None:
     """Poll at once, then at every interval boundary until ``stop`` is set."""
     while not stop.is_set():
         started = time.monotonic()
-        report = await poll_once(sources, symbols, publisher)
+        report = await poll_once(sources, symbols, publisher, observer)
+        if observer is not None:
+            observer.polled(time.monotonic() - started)
         log.info(
             "poll: %d published, %d dead-lettered, %d source(s) failed in %.2f s",
             report.stats.published,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import Mapping
 from typing import Any
@@ -13,9 +14,11 @@ from metalcast_core import (
     ensure_topics,
     make_consumer,
     make_producer,
+    serve_status,
     wait_for_kafka,
 )
 from metalcast_sink.config import SinkSettings
+from metalcast_sink.observe import SinkObserver, watch_lag
 from metalcast_sink.outbox import batch_ids_published_since
 from metalcast_sink.service import Sink, SinkStats
 
@@ -26,6 +29,9 @@ async def run_sink(
     until_idle: bool = False,
     consumer_options: Mapping[str, Any] | None = None,
 ) -> SinkStats:
+    """Consume until ``stop`` (or, ``until_idle``, until caught up). A long-running sink
+    serves ``/metrics`` and ``/healthz`` on ``metrics_host:metrics_port`` meanwhile (a
+    one-shot ``until_idle`` drain does not)."""
     await wait_for_kafka(settings.kafka)  # a broker restarting: wait rather than exit
     await ensure_topics(settings.kafka)
     consumer = make_consumer(
@@ -46,6 +52,9 @@ async def run_sink(
             lambda: connect(settings.postgres),
             published_since=lambda since: batch_ids_published_since(settings.kafka, since),
         )
+        cfg = settings.sink
+        seen = SinkObserver(sink.stats)
+        sink.on_stored = seen.stored
         consumer.subscribe([settings.kafka.topic_name(TICKS)], listener=sink.listener())
         await consumer.start()
         try:
@@ -53,7 +62,24 @@ async def run_sink(
             # so that its passes over the many short-lived objects per batch stay short.
             gc.collect()
             gc.freeze()
-            return await sink.run(stop=stop, until_idle=until_idle)
+            async with serve_status(
+                "sink",
+                seen.registry,
+                lambda: seen.health(cfg.stall_after_s),
+                cfg.metrics_host,
+                0 if until_idle else cfg.metrics_port,
+            ) as server:
+                # The lag is read only for a server to show (not during a one-shot drain).
+                lag = None
+                if server is not None:
+                    lag = asyncio.create_task(watch_lag(consumer, seen, cfg.lag_every_s))
+                try:
+                    return await sink.run(stop=stop, until_idle=until_idle)
+                finally:
+                    if lag is not None:
+                        lag.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await lag
         finally:
             await consumer.stop()
     finally:

@@ -26,6 +26,15 @@ class SinkSection(BaseModel):
     # How long a batch's Kafka side (offset commit, event) may take after its commit before
     # the writer goes on without it (the event then goes out from the outbox).
     kafka_side_timeout_s: float = Field(default=30.0, gt=0)
+    # GET /metrics and /healthz (metalcast_sink.observe) on this address; port 0: none.
+    # Compose sets the host to 0.0.0.0 so that Prometheus and the watch can reach it.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
+    # The consumer lag is read from Kafka this often.
+    lag_every_s: float = Field(default=5.0, gt=0)
+    # /healthz fails when no batch was written for this long while messages wait (or
+    # Kafka's offsets could not be read for this long).
+    stall_after_s: float = Field(default=120.0, gt=0)
 
 
 class SinkSettings(ServiceSettings):

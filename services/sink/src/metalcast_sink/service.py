@@ -114,6 +114,9 @@ class SinkStats:
     db_retries: int = 0
     decode_s: float = 0.0  # time spent decoding records into rows, dead letters included
     write_s: float = 0.0  # time spent writing batches to PostgreSQL (their transactions)
+    # While the database is unreachable: since when (Unix time) and the last error.
+    db_unavailable_since: float | None = None
+    db_error: str | None = None
 
 
 class Sink:
@@ -137,6 +140,9 @@ class Sink:
         self._dlq_topic = settings.kafka.topic_name(TICKS_DLQ)
         self._loaded_topic = settings.kafka.topic_name(BATCH_LOADED)
         self.stats = SinkStats()
+        # Called after each stored batch with its write time (s) and its dead letters: the
+        # metrics (metalcast_sink.observe) hook in here.
+        self.on_stored: Callable[[float, Sequence[DeadLetter]], None] | None = None
         self._published: list[uuid.UUID] = []  # events published, not yet marked so
         self._finishing: asyncio.Task[None] | None = None  # the last batch's Kafka side
         self._writer_waits = asyncio.Event()  # set while the writer waits for a batch
@@ -304,7 +310,8 @@ class Sink:
             dead += letters
             rows = rows.take([i for i in range(len(rows)) if i not in bad])
             event = await self._with_db(write)
-        self.stats.write_s += time.perf_counter() - started
+        took = time.perf_counter() - started
+        self.stats.write_s += took
         self._published = self._published[len(published) :]
         # The Kafka side of this batch runs while the next batch is written; one at a time,
         # in order, so offsets only move forward.
@@ -315,6 +322,8 @@ class Sink:
         self.stats.ticks_received += batch.received
         self.stats.rows_inserted += event.rows_inserted if event else 0
         self.stats.dead_lettered += len(dead)
+        if self.on_stored is not None:
+            self.on_stored(took, dead)
 
     async def _send_dead(self, dead: Sequence[DeadLetter]) -> None:
         if dead:
@@ -401,7 +410,10 @@ class Sink:
                     await conn.close()
             except Exception as exc:  # the next round tries again; the batch is safe
                 log.warning("outbox relay failed, will retry: %s: %s", type(exc).__name__, exc)
+                if isinstance(exc, DB_UNAVAILABLE):  # seen even while no batch comes
+                    self._db_unavailable(exc)
                 continue
+            self._db_answered()
             if relayed:
                 self.stats.relayed += len(relayed)
                 log.warning("relayed %d batch-loaded event(s) left in the outbox", len(relayed))
@@ -430,13 +442,17 @@ class Sink:
             with attempt:
                 if self._conn is None or self._conn.is_closed():
                     self._conn = await self._connect()
-                return await work(self._conn)
+                result = await work(self._conn)
+                self._db_answered()
+                return result
         raise AssertionError("unreachable")
 
     async def _on_db_error(self, state: RetryCallState) -> None:
         self.stats.db_retries += 1
         error = state.outcome.exception() if state.outcome is not None else None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
+        if isinstance(error, DB_UNAVAILABLE):
+            self._db_unavailable(error)
         log.warning(
             "database %s unavailable (attempt %d, next in %.1f s), the batch is kept: %s",
             _server_of(self._settings.postgres.url),
@@ -447,6 +463,15 @@ class Sink:
         if self._conn is not None and not self._conn.is_closed():
             self._conn.terminate()
         self._conn = None
+
+    def _db_unavailable(self, error: BaseException) -> None:
+        if self.stats.db_unavailable_since is None:
+            self.stats.db_unavailable_since = time.time()
+        self.stats.db_error = f"{type(error).__name__}: {error}"
+
+    def _db_answered(self) -> None:
+        self.stats.db_unavailable_since = None
+        self.stats.db_error = None
 
     def listener(self) -> ConsumerRebalanceListener:
         """Subscribe with this: on every assignment, each partition resumes from the position
@@ -489,7 +514,9 @@ class Sink:
         async def load_until_done() -> dict[tuple[str, int], int]:
             async for attempt in self._retrying():
                 with attempt:
-                    return await load()
+                    saved = await load()
+                    self._db_answered()
+                    return saved
             raise AssertionError("unreachable")
 
         loading = asyncio.ensure_future(load_until_done())

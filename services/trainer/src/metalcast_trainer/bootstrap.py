@@ -17,10 +17,12 @@ from metalcast_core import (
     make_consumer,
     make_producer,
     make_s3_client,
+    serve_status,
     wait_for_kafka,
 )
 from metalcast_models import single_threaded_blas
 from metalcast_trainer.config import TrainerSettings
+from metalcast_trainer.observe import TrainerObserver
 from metalcast_trainer.runner import RunReport, TrainingRunner
 from metalcast_trainer.service import Trainer, publish_report
 
@@ -51,7 +53,9 @@ async def run_trainer(
     stop: asyncio.Event,
     consumer_options: Mapping[str, Any] | None = None,
 ) -> list[RunReport]:
-    """Serve until ``stop``: train on every (coalesced) batch-loaded event."""
+    """Serve until ``stop``: train on every (coalesced) batch-loaded event, with ``/metrics``
+    and ``/healthz`` on ``metrics_host:metrics_port`` meanwhile."""
+    cfg = settings.trainer
     async with _runner(settings) as (runner, producer):
         await asyncio.to_thread(runner.warm_up)
         consumer = make_consumer(
@@ -62,8 +66,16 @@ async def run_trainer(
         )
         await consumer.start()
         try:
-            trainer = Trainer(settings, consumer, producer, runner)
-            await trainer.serve(stop)
+            seen = TrainerObserver()
+            trainer = Trainer(settings, consumer, producer, runner, observer=seen)
+            async with serve_status(
+                "trainer",
+                seen.registry,
+                lambda: seen.health(cfg.max_run_s, cfg.stall_after_s, cfg.failed_runs_unhealthy),
+                cfg.metrics_host,
+                cfg.metrics_port,
+            ):
+                await trainer.serve(stop)
             return trainer.runs
         finally:
             await consumer.stop()

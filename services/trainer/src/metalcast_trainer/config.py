@@ -68,6 +68,14 @@ class TrainerSection(BaseModel):
     # After an event, wait this long for more before training (a burst trains once).
     coalesce_s: float = Field(default=0.2, ge=0)
     work_dir: Path = Path("/tmp/metalcast-trainer")
+    # GET /metrics and /healthz (metalcast_trainer.observe) on this address; port 0: none.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # /healthz fails when a run has lasted this long (stuck), when the loop has not asked
+    # Kafka for events for stall_after_s outside a run, or after this many failed runs in a row.
+    max_run_s: float = Field(default=1800.0, gt=0)
+    stall_after_s: float = Field(default=60.0, gt=0)
+    failed_runs_unhealthy: int = Field(default=3, ge=1)
     models_prefix: str = "models/"
 
     @field_validator("candidates", mode="before")

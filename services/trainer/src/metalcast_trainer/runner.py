@@ -76,6 +76,8 @@ class RunReport:
     window_start: datetime | None = None
     window_end: datetime | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # Per metal: the seconds its backtest and its production fit took ("backtest_s", "fit_s").
+    symbol_timings: dict[str, dict[str, float]] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -271,6 +273,7 @@ class TrainingRunner:
             await store.save_cache(conn, symbol, bt.new)
             await store.record_backtests(conn, report.run_id, symbol, scores.values())
         report.timings["backtest_s"] += round(time.perf_counter() - t, 4)
+        report.symbol_timings.setdefault(symbol, {})["backtest_s"] = time.perf_counter() - t
         log.info(
             "%s backtest: %d origin forecasts fitted, %d reused, in %.2f s",
             symbol,
@@ -326,6 +329,7 @@ class TrainingRunner:
             dict(decision.chosen.hyperparameters),
         )
         report.timings["fit_s"] += round(time.perf_counter() - t, 4)
+        report.symbol_timings.setdefault(symbol, {})["fit_s"] = time.perf_counter() - t
         if not result.ok:
             await self._failed(report, symbol, result.reason or "not trained", win, detail)
             return

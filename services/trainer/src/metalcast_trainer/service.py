@@ -55,6 +55,18 @@ class Runner(Protocol):
     ) -> RunReport: ...
 
 
+class LoopObserver(Protocol):
+    """What the loop tells its metrics (metalcast_trainer.observe.TrainerObserver)."""
+
+    def polled(self) -> None: ...
+
+    def received(self, events: int, skipped: Mapping[str, int]) -> None: ...
+
+    def run_started(self) -> None: ...
+
+    def run_finished(self, report: RunReport | None) -> None: ...
+
+
 class Trainer:
     def __init__(
         self,
@@ -62,15 +74,19 @@ class Trainer:
         consumer: EventSource,
         producer: Sender,
         runner: Runner,
+        observer: LoopObserver | None = None,
     ) -> None:
         self._settings = settings
         self._consumer = consumer
         self._producer = producer
         self._runner = runner
+        self._observer = observer
         self.runs: list[RunReport] = []
 
     async def serve(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if self._observer is not None:
+                self._observer.polled()
             fetched = await self._consumer.getmany(timeout_ms=500)
             records = [r for batch in fetched.values() for r in batch]
             if not records:
@@ -83,16 +99,31 @@ class Trainer:
 
     async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> RunReport | None:
         events = _decode(records)
+        obs = self._observer
+        bad = len(records) - len(events)
+        undecodable = {"undecodable": bad} if bad else {}
         if not events:
+            if obs is not None:
+                obs.received(len(records), undecodable)
             await self._consumer.commit()
             return None
         newest = max(events, key=lambda e: e.loaded_at)
         skip = await self._runner.wants(events)
         if skip is not None:
             log.info("%d batch-loaded event(s) need no training: %s", len(events), skip)
+            if obs is not None:
+                obs.received(len(records), {**undecodable, "no_new_window": len(events)})
             await self._consumer.commit()
             return None
-        report = await self._runner.run("batch-loaded", newest.batch_id, len(events))
+        if obs is not None:
+            obs.received(len(records), undecodable)
+            obs.run_started()
+        report: RunReport | None = None
+        try:
+            report = await self._runner.run("batch-loaded", newest.batch_id, len(events))
+        finally:
+            if obs is not None:
+                obs.run_finished(report)  # None: the run itself raised (it was not recorded)
         # Offsets move after the run is recorded: a crash mid-run trains again on restart.
         await self._consumer.commit()
         await self.publish(report, newest)

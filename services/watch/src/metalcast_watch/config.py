@@ -28,6 +28,22 @@ class WatchSection(BaseModel):
     max_outbox_age_minutes: float = Field(default=10.0, gt=0)
     # Whether the dead-letter topic growing since the previous watch run fails the watch.
     fail_on_dlq_growth: bool = True
+    # The workers' own /healthz (each serves one on its METALCAST_<SECTION>__METRICS_PORT),
+    # asked when set, e.g. http://sink:9101/healthz in compose: anything but 200 is a problem,
+    # with the reason the worker gives.
+    sink_health_url: str | None = None
+    trainer_health_url: str | None = None
+    ingestor_health_url: str | None = None
+    health_timeout_s: float = Field(default=5.0, gt=0)
+
+    def health_urls(self) -> dict[str, str]:
+        """The workers whose /healthz is asked: name -> URL."""
+        urls = {
+            "sink": self.sink_health_url,
+            "trainer": self.trainer_health_url,
+            "ingestor": self.ingestor_health_url,
+        }
+        return {name: url for name, url in urls.items() if url}
 
 
 class WatchSettings(ServiceSettings):

@@ -7,7 +7,10 @@ the sink's and the trainer's consumer lag and the dead-letter topic's end offset
 
 from __future__ import annotations
 
+import asyncio
 import json
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,6 +127,22 @@ async def _dlq(conn: asyncpg.Connection, kafka: KafkaSettings) -> tuple[int, int
     return now, (int(json.loads(previous)) if previous is not None else None)
 
 
+def worker_health(url: str, timeout_s: float) -> dict[str, Any]:
+    """GET a worker's /healthz: its status and JSON body, or why it did not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:  # 503 and friends: the body says why
+        status, raw = exc.code, exc.read()
+    except Exception as exc:
+        return {"url": url, "status": None, "error": f"{type(exc).__name__}: {exc}"}
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        body = raw[:200].decode("utf-8", "replace")
+    return {"url": url, "status": status, "body": body}
+
+
 async def observe(settings: WatchSettings, conn: asyncpg.Connection) -> Figures:
     figures = Figures(checked_at=datetime.now(UTC))
     cfg, kafka = settings.watch, settings.kafka
@@ -155,4 +174,9 @@ async def observe(settings: WatchSettings, conn: asyncpg.Connection) -> Figures:
         figures.dlq_end, figures.dlq_previous = await _dlq(conn, kafka)
     except Exception as exc:
         figures.errors.append(f"cannot read the dead-letter topic: {exc!r}")
+    urls = cfg.health_urls()
+    answers = await asyncio.gather(
+        *(asyncio.to_thread(worker_health, url, cfg.health_timeout_s) for url in urls.values())
+    )
+    figures.workers = dict(zip(urls, answers, strict=True))
     return figures

@@ -27,6 +27,9 @@ class Figures:
     trainer_lag: int | None = None
     dlq_end: int | None = None
     dlq_previous: int | None = None
+    # The workers' /healthz answers: name -> {"url", "status" (None: no answer), "body" or
+    # "error"}.
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     def as_json(self) -> str:
@@ -89,4 +92,20 @@ def evaluate(figures: Figures, cfg: WatchSection) -> list[str]:
             f"{figures.dlq_end - figures.dlq_previous} messages since the previous watch run "
             f"({figures.dlq_previous} -> {figures.dlq_end})"
         )
+    for name, seen in sorted(figures.workers.items()):
+        problem = worker_problem(name, seen)
+        if problem is not None:
+            problems.append(problem)
     return problems
+
+
+def worker_problem(name: str, seen: dict[str, Any]) -> str | None:
+    """A worker's /healthz answer as a problem (``None``: 200)."""
+    status, url = seen.get("status"), seen.get("url")
+    if status == 200:
+        return None
+    if status is None:
+        return f"the {name}'s /healthz ({url}) did not answer: {seen.get('error')}"
+    body = seen.get("body")
+    reason = body.get("reason") if isinstance(body, dict) else None
+    return f"the {name} is unhealthy (/healthz {status}): {reason or 'no reason given'}"

@@ -86,7 +86,8 @@ class ProviderHTTPError(SourceUnavailable):
         excerpt = body[:200].decode("utf-8", "replace").strip()
         super().__init__(
             f"{provider}: HTTP {status_code} on {path} ({hint})"
-            + (f": {excerpt}" if excerpt else "")
+            + (f": {excerpt}" if excerpt else ""),
+            kind=f"http_{status_code}",
         )
         self.provider = provider
         self.status_code = status_code
@@ -96,9 +97,12 @@ class ProviderHTTPError(SourceUnavailable):
 class _Retryable(Exception):
     """An answer worth another attempt (internal to this module)."""
 
-    def __init__(self, description: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, description: str, retry_after: float | None = None, kind: str = "unavailable"
+    ) -> None:
         super().__init__(description)
         self.retry_after = retry_after
+        self.kind = kind  # the SourceUnavailable's, when the retries run out
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -176,7 +180,8 @@ class HttpFetcher:
         except _Retryable as exc:
             raise SourceUnavailable(
                 f"{self.provider}: gave up on {path} after {self._policy.attempts} "
-                f"attempt(s): {exc}"
+                f"attempt(s): {exc}",
+                kind=exc.kind,
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -192,17 +197,19 @@ class HttpFetcher:
         try:
             response = await self._client.get(url, params=params, headers=headers)
         except httpx.TimeoutException as exc:
-            raise _Retryable(f"timeout ({type(exc).__name__})") from None
+            raise _Retryable(f"timeout ({type(exc).__name__})", kind="timeout") from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {self.scrub_text(str(exc))}") from None
+            raise _Retryable(
+                f"{type(exc).__name__}: {self.scrub_text(str(exc))}", kind="network"
+            ) from None
         status = response.status_code
         if 200 <= status < 300:
             return response
         if status == 429:
             wait = parse_retry_after(response.headers.get("Retry-After"))
-            raise _Retryable("rate limited (HTTP 429)", retry_after=wait)
+            raise _Retryable("rate limited (HTTP 429)", retry_after=wait, kind="http_429")
         if status == 408 or status >= 500:
-            raise _Retryable(f"HTTP {status}")
+            raise _Retryable(f"HTTP {status}", kind=f"http_{status}")
         raise ProviderHTTPError(self.provider, status, path, self.scrub(response.content))
 
     async def _pace(self) -> None:

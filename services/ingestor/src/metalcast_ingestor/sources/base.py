@@ -22,7 +22,15 @@ from metalcast_core import PriceTick, utcnow
 
 
 class SourceError(Exception):
-    """Base of every error a source raises."""
+    """Base of every error a source raises. ``kind`` classes it for the metrics (``timeout``,
+    ``network``, ``http_<status>``, ``no_history``, ``unavailable``)."""
+
+    kind: str = "unavailable"
+
+    def __init__(self, *args: object, kind: str | None = None) -> None:
+        super().__init__(*args)
+        if kind is not None:
+            self.kind = kind
 
 
 class SourceUnavailable(SourceError):
@@ -31,6 +39,8 @@ class SourceUnavailable(SourceError):
 
 class HistoryNotSupported(SourceError):
     """The provider (or its plan) offers no history endpoint."""
+
+    kind = "no_history"
 
 
 @dataclass(frozen=True, slots=True)
