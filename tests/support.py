@@ -29,6 +29,31 @@ from metalcast_sink.config import SinkSection, SinkSettings
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 
 
+def as_role(pg: PostgresSettings, role: str) -> PostgresSettings:
+    """The same database, each session switched to ``role`` as it connects (the libpq
+    ``options`` parameter, which asyncpg and pg_dump both send): a service's grants without
+    a login user. Role attributes (CREATEDB) are not in effect this way: see ``login_user``."""
+    return pg.model_copy(update={"url": f"{pg.url}?options=-c%20role%3D{role}"})
+
+
+@asynccontextmanager
+async def login_user(
+    pg: PostgresSettings, group: str, attributes: str = ""
+) -> AsyncIterator[PostgresSettings]:
+    """A LOGIN user, member of ``group`` (as production's are), dropped afterwards; the local
+    stack trusts 127.0.0.1, so no password."""
+    name = f"{group}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg.with_database("postgres").url)
+    try:
+        await admin.execute(f'CREATE ROLE "{name}" LOGIN {attributes} IN ROLE "{group}"')
+        try:
+            yield pg.model_copy(update={"url": pg.url.replace("://postgres@", f"://{name}@")})
+        finally:
+            await admin.execute(f'DROP ROLE "{name}"')
+    finally:
+        await admin.close()
+
+
 def sink_settings(pg: PostgresSettings, kafka: KafkaSettings, **sink: Any) -> SinkSettings:
     return SinkSettings(
         postgres=pg,
