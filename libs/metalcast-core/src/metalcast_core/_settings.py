@@ -21,7 +21,39 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from metalcast_core._symbols import DEFAULT_KNOWN_SYMBOLS
 from metalcast_core._topics import Topic
 
-PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "minioadmin", "password", ""})
+PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "minioadmin", "password", "secret", ""})
+# The local stack's own credentials (src/metalcast/stack): fine on 127.0.0.1, never in production.
+LOCAL_STACK_SECRETS = frozenset({"metalcast-local-secret"})
+
+
+def is_placeholder(value: str, default: str | None = None) -> bool:
+    """Whether a secret is empty, a well-known placeholder, the local stack's, or its default."""
+    text = value.strip()
+    return (
+        text.lower() in PLACEHOLDER_SECRETS
+        or text in LOCAL_STACK_SECRETS
+        or (default is not None and text == default)
+    )
+
+
+def placeholder_secrets(model: BaseModel, prefix: str = "METALCAST_") -> list[str]:
+    """The environment names of ``model``'s secrets that are placeholders: every ``SecretStr``
+    field of every section (left at its default counts: defaults are the local stack's), and
+    the password in ``METALCAST_POSTGRES__URL`` (none at all counts too)."""
+    found = []
+    for name, field in type(model).model_fields.items():
+        value, env = getattr(model, name), f"{prefix}{name.upper()}"
+        if isinstance(value, BaseModel):
+            found += placeholder_secrets(value, f"{env}__")
+        elif isinstance(value, SecretStr):
+            default = (
+                field.default.get_secret_value() if isinstance(field.default, SecretStr) else None
+            )
+            if is_placeholder(value.get_secret_value(), default):
+                found.append(env)
+    if isinstance(model, PostgresSettings) and is_placeholder(urlsplit(model.url).password or ""):
+        found.append(f"{prefix}URL")
+    return found
 
 
 class PostgresSettings(BaseModel):
@@ -121,11 +153,15 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
+        """In production, every secret of every section must be real: empty, ``changethis``
+        and the like, the local stack's and a secret left at its default stop the service,
+        naming each setting (its value is never shown)."""
         if self.environment == "production":
-            secret = self.s3.secret_access_key.get_secret_value()
-            if secret in PLACEHOLDER_SECRETS or secret == "metalcast-local-secret":
+            found = placeholder_secrets(self)
+            if found:
                 raise ValueError(
-                    "METALCAST_S3__SECRET_ACCESS_KEY is a placeholder; set a real secret "
-                    "in production"
+                    f"placeholder secrets in production: {', '.join(found)} "
+                    "(empty, a placeholder such as changethis, the local stack's, or the "
+                    "default; the PostgreSQL URL needs a real password); set real ones"
                 )
         return self
