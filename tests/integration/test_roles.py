@@ -273,3 +273,61 @@ async def test_a_backup_runs_and_verifies_as_a_login_user_of_the_backup_role(
     assert manifest.tables["prices.ticks"] == 500
     assert verification.status == "passed"
     assert await fetchval(pg_settings, "SELECT count(*) FROM ops.backup_verifications") == 1
+
+
+async def test_the_migrate_job_creates_and_rotates_the_login_users(
+    pg_settings: PostgresSettings,
+) -> None:
+    from pydantic import SecretStr
+
+    from metalcast_core.migrate_cli import LoginsSection, MigrateSettings, run
+
+    settings = MigrateSettings(
+        postgres=pg_settings,
+        logins=LoginsSection(
+            api_password=SecretStr("first-api-password"),
+            airflow_password=SecretStr("first-airflow-password"),
+        ),
+    )
+    users = ["metalcast_airflow_login", "metalcast_api_login"]
+    admin = await asyncpg.connect(pg_settings.url)
+    try:
+        applied, touched = await run(settings)
+        assert (applied, touched) == ([], users)  # the template was migrated already
+        first = await admin.fetchval(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'metalcast_api_login'"
+        )
+        rotated = settings.model_copy(
+            update={"logins": LoginsSection(api_password=SecretStr("second-api-password"))}
+        )
+        assert (await run(rotated))[1] == ["metalcast_api_login"]
+        second = await admin.fetchval(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'metalcast_api_login'"
+        )
+        assert first is not None
+        assert second is not None
+        assert first != second
+        memberships = await admin.fetch(
+            "SELECT u.rolname AS member, g.rolname AS grp, u.rolcreatedb "
+            "FROM pg_auth_members AS m JOIN pg_roles AS u ON u.oid = m.member "
+            "JOIN pg_roles AS g ON g.oid = m.roleid WHERE u.rolname = ANY($1) ORDER BY 1, 2",
+            users,
+        )
+        assert [(r["member"], r["grp"], r["rolcreatedb"]) for r in memberships] == [
+            ("metalcast_airflow_login", "metalcast_backup", True),
+            ("metalcast_airflow_login", "metalcast_watch", True),
+            ("metalcast_api_login", "metalcast_api", False),
+        ]
+        api_login = pg_settings.model_copy(
+            update={"url": pg_settings.url.replace("://postgres@", "://metalcast_api_login@")}
+        )
+        conn = await asyncpg.connect(api_login.url)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM ml.production_models") == 0
+            assert await refused(conn, "DELETE FROM ml.production_models WHERE false")
+        finally:
+            await conn.close()
+    finally:
+        for user in users:
+            await admin.execute(f'DROP ROLE IF EXISTS "{user}"')
+        await admin.close()

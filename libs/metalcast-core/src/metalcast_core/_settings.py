@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -36,12 +36,16 @@ def is_placeholder(value: str, default: str | None = None) -> bool:
     )
 
 
-def placeholder_secrets(model: BaseModel, prefix: str = "METALCAST_") -> list[str]:
+def placeholder_secrets(
+    model: BaseModel, prefix: str = "METALCAST_", skip: frozenset[str] = frozenset()
+) -> list[str]:
     """The environment names of ``model``'s secrets that are placeholders: every ``SecretStr``
-    field of every section (left at its default counts: defaults are the local stack's), and
-    the password in ``METALCAST_POSTGRES__URL`` (none at all counts too)."""
+    field of every section but ``skip`` (left at its default counts: defaults are the local
+    stack's), and the password in ``METALCAST_POSTGRES__URL`` (none at all counts too)."""
     found = []
     for name, field in type(model).model_fields.items():
+        if name in skip:
+            continue
         value, env = getattr(model, name), f"{prefix}{name.upper()}"
         if isinstance(value, BaseModel):
             found += placeholder_secrets(value, f"{env}__")
@@ -113,6 +117,10 @@ class ServiceSettings(BaseSettings):
         hide_input_in_errors=True,  # a mistyped secret's value must not reach the logs
     )
 
+    # The infrastructure sections this service connects to: only their secrets must be real in
+    # production (the ingestor never opens PostgreSQL or S3, so compose gives it no key).
+    connects_to: ClassVar[frozenset[str]] = frozenset({"postgres", "kafka", "s3"})
+
     environment: Literal["local", "test", "production"] = "local"
     log_level: str = "INFO"
     postgres: PostgresSettings = PostgresSettings()
@@ -157,7 +165,8 @@ class ServiceSettings(BaseSettings):
         and the like, the local stack's and a secret left at its default stop the service,
         naming each setting (its value is never shown)."""
         if self.environment == "production":
-            found = placeholder_secrets(self)
+            unused = frozenset({"postgres", "kafka", "s3"}) - self.connects_to
+            found = placeholder_secrets(self, skip=unused)
             if found:
                 raise ValueError(
                     f"placeholder secrets in production: {', '.join(found)} "
