@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from metalcast_core import (
     KafkaSettings,
     PostgresSettings,
+    S3Settings,
     Topic,
     make_consumer,
     make_producer,
@@ -157,3 +159,25 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+
+
+@asynccontextmanager
+async def s3_identities(root: S3Settings) -> AsyncIterator[dict[str, S3Settings]]:
+    """The services' S3 identities (metalcast.stack.s3_identities) for ``root``'s buckets
+    (a test's own), under keys and policy names of their own; service -> its S3 settings."""
+    from metalcast.stack.s3_identities import (
+        IDENTITIES,
+        ensure_identities,
+        remove_identities,
+    )
+
+    tag = uuid.uuid4().hex[:8]
+    own = [
+        replace(i, access_key=f"{i.access_key}-{tag}", secret_key=f"{i.secret_key}-{tag}")
+        for i in IDENTITIES
+    ]
+    await asyncio.to_thread(ensure_identities, root, own, policy_prefix=f"{tag}-")
+    try:
+        yield {i.service: i.settings(root) for i in own}
+    finally:
+        await asyncio.to_thread(remove_identities, root, own, policy_prefix=f"{tag}-")

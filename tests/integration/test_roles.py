@@ -21,7 +21,15 @@ from metalcast_watch import WatchSection, WatchSettings, watch
 from tests.integration.test_backup import backup_settings, seed_ticks, seed_training
 from tests.integration.test_sink import hourly_ticks
 from tests.integration.test_trainer import add_hours, one_more_hour, trainer_settings, walks
-from tests.support import FAST_GROUP, as_role, fetchval, login_user, publisher, sink_settings
+from tests.support import (
+    FAST_GROUP,
+    as_role,
+    fetchval,
+    login_user,
+    publisher,
+    s3_identities,
+    sink_settings,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -175,19 +183,30 @@ async def test_the_api_moves_the_pointer_only_through_set_production(
     tmp_path: Path,
 ) -> None:
     await add_hours(pg_settings, walks(30, 5), datetime(2026, 3, 2, tzinfo=UTC))
-    # The trainer's real work under its role: two runs, v1 then v2 in production.
-    settings = trainer_settings(
-        as_role(pg_settings, "metalcast_trainer"),
-        kafka_settings,
-        s3_settings,
-        tmp_path,
-        candidates=["naive"],
-    )
-    assert (await train_once(settings)).promoted["XAU"] == 1
-    await one_more_hour(pg_settings, 6)
-    assert (await train_once(settings)).promoted["XAU"] == 2
+    async with s3_identities(s3_settings) as identities:
+        # The trainer's real work under its role and S3 identity: v1, then v2 in production.
+        settings = trainer_settings(
+            as_role(pg_settings, "metalcast_trainer"),
+            kafka_settings,
+            identities["trainer"],
+            tmp_path,
+            candidates=["naive"],
+        )
+        assert (await train_once(settings)).promoted["XAU"] == 1
+        await one_more_hour(pg_settings, 6)
+        assert (await train_once(settings)).promoted["XAU"] == 2
+        # The API checks the model file with its read-only key before the rollback.
+        await _api_rollback_and_unpin(pg_settings, identities["api"], tmp_path)
+        # The trainer, under its role, sees the pointer unpinned and decides again.
+        await one_more_hour(pg_settings, 7)
+        report = await train_once(settings)
+    assert "XAU" in report.promoted
 
-    s3 = make_s3_client(s3_settings)
+
+async def _api_rollback_and_unpin(
+    pg_settings: PostgresSettings, api_s3: S3Settings, tmp_path: Path
+) -> None:
+    s3 = make_s3_client(api_s3)
     api = await asyncpg.connect(as_role(pg_settings, "metalcast_api").url)
     try:
         v1 = await api.fetchval("SELECT id FROM ml.model_versions WHERE symbol = 'XAU' LIMIT 1")
@@ -226,10 +245,6 @@ async def test_the_api_moves_the_pointer_only_through_set_production(
         assert fn["proconfig"] == ["search_path=pg_catalog, pg_temp"]
     finally:
         await api.close()
-    # The trainer, under its role, still sees the pin and leaves the pointer alone.
-    await one_more_hour(pg_settings, 7)
-    report = await train_once(settings)
-    assert "XAU" in report.promoted  # unpinned: champion/challenger decides again
 
 
 async def test_the_sink_and_the_watch_do_their_jobs_under_their_roles(
@@ -258,17 +273,21 @@ async def test_the_sink_and_the_watch_do_their_jobs_under_their_roles(
 async def test_a_backup_runs_and_verifies_as_a_login_user_of_the_backup_role(
     pg_settings: PostgresSettings, s3_settings: S3Settings
 ) -> None:
-    client = make_s3_client(s3_settings)
     await seed_ticks(pg_settings, 500)
-    await seed_training(pg_settings, s3_settings, client)
-    async with login_user(pg_settings, "metalcast_backup", "CREATEDB") as backup_pg:
+    await seed_training(pg_settings, s3_settings, make_s3_client(s3_settings))
+    async with (
+        login_user(pg_settings, "metalcast_backup", "CREATEDB") as backup_pg,
+        s3_identities(s3_settings) as identities,
+    ):
         conn = await asyncpg.connect(backup_pg.url)
         try:
             assert await refused(conn, "DELETE FROM prices.ticks WHERE false")
         finally:
             await conn.close()
-        service = build_service(backup_settings(backup_pg, s3_settings), client=client)
+        settings = backup_settings(backup_pg, identities["backup"])
+        service = build_service(settings, client=make_s3_client(settings.s3))
         manifest, verification, _ = await service.run_verify_prune()
+    assert len(manifest.models) == 8
     assert manifest.status == "complete"
     assert manifest.tables["prices.ticks"] == 500
     assert verification.status == "passed"

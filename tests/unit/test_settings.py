@@ -121,6 +121,7 @@ def test_production_starts_with_real_secrets(
         ("METALCAST_S3__SECRET_ACCESS_KEY", "CHANGEME"),
         ("METALCAST_S3__SECRET_ACCESS_KEY", "minioadmin"),
         ("METALCAST_S3__SECRET_ACCESS_KEY", "metalcast-local-secret"),
+        ("METALCAST_S3__SECRET_ACCESS_KEY", "metalcast-local-api-secret"),
         ("METALCAST_S3__ACCESS_KEY_ID", ""),
         ("METALCAST_POSTGRES__URL", "postgresql://metalcast:changethis@db/metalcast"),
         ("METALCAST_POSTGRES__URL", "postgresql://metalcast:@db/metalcast"),

@@ -22,8 +22,9 @@ from metalcast_core._symbols import DEFAULT_KNOWN_SYMBOLS
 from metalcast_core._topics import Topic
 
 PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "minioadmin", "password", "secret", ""})
-# The local stack's own credentials (src/metalcast/stack): fine on 127.0.0.1, never in production.
-LOCAL_STACK_SECRETS = frozenset({"metalcast-local-secret"})
+# The local stack's own credentials (src/metalcast/stack: the root key's and every service's
+# S3 identity's start so): fine on 127.0.0.1, never in production.
+LOCAL_STACK_SECRET_PREFIX = "metalcast-local-"
 
 
 def is_placeholder(value: str, default: str | None = None) -> bool:
@@ -31,7 +32,7 @@ def is_placeholder(value: str, default: str | None = None) -> bool:
     text = value.strip()
     return (
         text.lower() in PLACEHOLDER_SECRETS
-        or text in LOCAL_STACK_SECRETS
+        or text.startswith(LOCAL_STACK_SECRET_PREFIX)
         or (default is not None and text == default)
     )
 
