@@ -299,7 +299,8 @@ async def test_the_migrate_job_creates_and_rotates_the_login_users(
 ) -> None:
     from pydantic import SecretStr
 
-    from metalcast_core.migrate_cli import LoginsSection, MigrateSettings, run
+    from metalcast_core.config import LoginsSection, MigrateSettings
+    from metalcast_core.migrate_cli import run
 
     settings = MigrateSettings(
         postgres=pg_settings,

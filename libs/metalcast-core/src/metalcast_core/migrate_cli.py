@@ -8,33 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from pydantic import BaseModel, SecretStr
-
 from metalcast_core._db import ensure_login_users, migrate
 from metalcast_core._logging import configure_logging
-from metalcast_core._settings import ServiceSettings
-
-
-class LoginsSection(BaseModel):
-    """One password per deployment unit; unset: that user is left alone."""
-
-    sink_password: SecretStr | None = None
-    trainer_password: SecretStr | None = None
-    api_password: SecretStr | None = None
-    backup_password: SecretStr | None = None
-    watch_password: SecretStr | None = None
-    airflow_password: SecretStr | None = None
-
-    def passwords(self) -> dict[str, str]:
-        return {
-            name.removesuffix("_password"): value.get_secret_value()
-            for name, value in self
-            if isinstance(value, SecretStr)
-        }
-
-
-class MigrateSettings(ServiceSettings):
-    logins: LoginsSection = LoginsSection()
+from metalcast_core.config import MigrateSettings
 
 
 async def run(settings: MigrateSettings) -> tuple[list[str], list[str]]:
