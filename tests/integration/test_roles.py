@@ -351,3 +351,43 @@ async def test_the_migrate_job_creates_and_rotates_the_login_users(
         for user in users:
             await admin.execute(f'DROP ROLE IF EXISTS "{user}"')
         await admin.close()
+
+
+async def test_a_restored_database_keeps_every_role_and_the_pointer_function(
+    pg_settings: PostgresSettings, s3_settings: S3Settings
+) -> None:
+    from metalcast_backup.dump import PgTarget, drop_database
+
+    await seed_ticks(pg_settings, 100)
+    await seed_training(pg_settings, s3_settings, make_s3_client(s3_settings))
+    service = build_service(backup_settings(pg_settings, s3_settings))
+    manifest = await service.run()
+    into = f"restore_{pg_settings.url.rpartition('/')[2][-8:]}"
+    try:
+        report = await service.restore(manifest.backup_id, into)
+        assert report.problems == []
+        restored = pg_settings.with_database(into)
+        assert [r["name"] for r in await relations(restored)] == [
+            r["name"] for r in await relations(pg_settings)
+        ]
+        ungranted = [
+            r["name"]
+            for r in await relations(restored)
+            if not set(r["grantees"]) & set(SERVICE_ROLES)
+        ]
+        assert ungranted == []
+        api = await asyncpg.connect(as_role(restored, "metalcast_api").url)
+        try:
+            assert await api.fetchval("SELECT count(*) FROM prices.ticks") == 100
+            assert await refused(api, "DELETE FROM ml.production_models WHERE false")
+            owner = await api.fetchval(
+                "SELECT pg_get_userbyid(proowner) FROM pg_proc "
+                "WHERE oid = 'ml.set_production(text, integer, text, text, text)'::regprocedure"
+            )
+            assert owner == "metalcast_pointer"
+            move = await registry.set_production(api, "XAU", 1, "alice", None, "rollback")
+            assert (move.to_version, move.pinned) == (1, True)
+        finally:
+            await api.close()
+    finally:
+        await drop_database(PgTarget(pg_settings.url).admin, into)
