@@ -86,7 +86,10 @@ def stack_env(
 
     variables = stack.env()
     if service is not None:
-        variables |= identity_env(service)
+        try:
+            variables |= identity_env(service)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--service") from exc
     for name, value in variables.items():
         typer.echo(f"export {name}={_shell_quote(value)}")
 
