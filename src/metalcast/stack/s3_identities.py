@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from minio.credentials.providers import StaticProvider
 from minio.error import MinioAdminException
 from minio.minioadmin import MinioAdmin
+from pydantic import SecretStr
 
 from metalcast_core import S3Settings
 
@@ -76,8 +77,6 @@ class Identity:
 
     def settings(self, s3: S3Settings) -> S3Settings:
         """``s3`` with this identity's key pair instead of the one given."""
-        from pydantic import SecretStr
-
         return s3.model_copy(
             update={
                 "access_key_id": SecretStr(self.access_key),
@@ -104,7 +103,12 @@ IDENTITIES: tuple[Identity, ...] = (
 
 
 def identity(service: str) -> Identity:
-    return next(i for i in IDENTITIES if i.service == service)
+    """``service``'s identity; ValueError for a service without one."""
+    for ident in IDENTITIES:
+        if ident.service == service:
+            return ident
+    known = ", ".join(i.service for i in IDENTITIES)
+    raise ValueError(f"{service!r} has no S3 identity (known: {known})")
 
 
 def admin_client(root: S3Settings) -> MinioAdmin:
@@ -158,11 +162,7 @@ def policy_json(ident: Identity, s3: S3Settings) -> str:
 
 def identity_env(service: str) -> dict[str, str]:
     """The S3 key variables of ``service``'s identity (``metalcast stack env --service``)."""
-    found = [i for i in IDENTITIES if i.service == service]
-    if not found:
-        known = ", ".join(i.service for i in IDENTITIES)
-        raise ValueError(f"{service!r} has no S3 identity (known: {known})")
-    ident = found[0]
+    ident = identity(service)
     return {
         "METALCAST_S3__ACCESS_KEY_ID": ident.access_key,
         "METALCAST_S3__SECRET_ACCESS_KEY": ident.secret_key,
