@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from metalcast_core import (
     KafkaSettings,
     PostgresSettings,
+    S3Settings,
     Topic,
     make_consumer,
     make_producer,
@@ -27,6 +29,31 @@ from metalcast_ingestor.publisher import TickPublisher
 from metalcast_sink.config import SinkSection, SinkSettings
 
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+
+
+def as_role(pg: PostgresSettings, role: str) -> PostgresSettings:
+    """The same database, each session switched to ``role`` as it connects (the libpq
+    ``options`` parameter, which asyncpg and pg_dump both send): a service's grants without
+    a login user. Role attributes (CREATEDB) are not in effect this way: see ``login_user``."""
+    return pg.model_copy(update={"url": f"{pg.url}?options=-c%20role%3D{role}"})
+
+
+@asynccontextmanager
+async def login_user(
+    pg: PostgresSettings, group: str, attributes: str = ""
+) -> AsyncIterator[PostgresSettings]:
+    """A LOGIN user, member of ``group`` (as production's are), dropped afterwards; the local
+    stack trusts 127.0.0.1, so no password."""
+    name = f"{group}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg.with_database("postgres").url)
+    try:
+        await admin.execute(f'CREATE ROLE "{name}" LOGIN {attributes} IN ROLE "{group}"')
+        try:
+            yield pg.model_copy(update={"url": pg.url.replace("://postgres@", f"://{name}@")})
+        finally:
+            await admin.execute(f'DROP ROLE "{name}"')
+    finally:
+        await admin.close()
 
 
 def sink_settings(pg: PostgresSettings, kafka: KafkaSettings, **sink: Any) -> SinkSettings:
@@ -168,3 +195,25 @@ async def port_closed(port: int) -> bool:
         return True
     writer.close()
     return False
+
+
+@asynccontextmanager
+async def s3_identities(root: S3Settings) -> AsyncIterator[dict[str, S3Settings]]:
+    """The services' S3 identities (metalcast.stack.s3_identities) for ``root``'s buckets
+    (a test's own), under keys and policy names of their own; service -> its S3 settings."""
+    from metalcast.stack.s3_identities import (
+        IDENTITIES,
+        ensure_identities,
+        remove_identities,
+    )
+
+    tag = uuid.uuid4().hex[:8]
+    own = [
+        replace(i, access_key=f"{i.access_key}-{tag}", secret_key=f"{i.secret_key}-{tag}")
+        for i in IDENTITIES
+    ]
+    await asyncio.to_thread(ensure_identities, root, own, policy_prefix=f"{tag}-")
+    try:
+        yield {i.service: i.settings(root) for i in own}
+    finally:
+        await asyncio.to_thread(remove_identities, root, own, policy_prefix=f"{tag}-")

@@ -70,11 +70,27 @@ def stack_status() -> None:
 
 
 @stack_app.command("env")
-def stack_env() -> None:
+def stack_env(
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            help="Use this service's own S3 identity (trainer, api, backup) instead of the "
+            "root key.",
+        ),
+    ] = None,
+) -> None:
     """Print `export NAME=value` lines for every connection setting (eval them)."""
     from metalcast import stack
+    from metalcast.stack.s3_identities import identity_env
 
-    for name, value in stack.env().items():
+    variables = stack.env()
+    if service is not None:
+        try:
+            variables |= identity_env(service)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--service") from exc
+    for name, value in variables.items():
         typer.echo(f"export {name}={_shell_quote(value)}")
 
 

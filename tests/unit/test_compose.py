@@ -36,6 +36,12 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 OURS = sorted(name for name, service in SERVICES.items() if "build" in service)
 # The settings every one of our services gets (the `x-metalcast-env` anchor).
 COMMON_ENV: dict[str, Any] = COMPOSE["x-metalcast-env"]
+# Each service's own credentials, set per service (never in x-metalcast-env).
+CREDENTIALS = (
+    "METALCAST_POSTGRES__URL",
+    "METALCAST_S3__ACCESS_KEY_ID",
+    "METALCAST_S3__SECRET_ACCESS_KEY",
+)
 # Sections of ServiceSettings that say where the infrastructure is.
 CONNECTION_SECTIONS = ("postgres", "kafka", "s3")
 # The documented exception: Airflow's services (built from airflow/Dockerfile) run Airflow's
@@ -330,7 +336,10 @@ def test_local_stack_and_compose_use_the_same_setting_names() -> None:
     except ImportError as exc:
         pytest.skip(f"metalcast.stack.env is not importable: {exc}")
     stack = {n for n in stack_env() if n.startswith("METALCAST_")}
-    assert stack - set(COMMON_ENV) == set(), "the local stack sets these; compose.yaml does not"
+    # Credentials are per service in compose (each its own user), all in the stack's env.
+    assert stack - set(COMMON_ENV) == set(CREDENTIALS), (
+        "the local stack sets these; compose.yaml does not"
+    )
 
     def connection(names: set[str]) -> set[str]:
         return {
@@ -339,7 +348,7 @@ def test_local_stack_and_compose_use_the_same_setting_names() -> None:
             if n.removeprefix("METALCAST_").split("__")[0].lower() in CONNECTION_SECTIONS
         }
 
-    assert connection(set(COMMON_ENV)) == connection(stack)
+    assert connection(set(COMMON_ENV) | set(CREDENTIALS)) == connection(stack)
 
 
 # The workers' doors: each serves /metrics and /healthz on its METRICS_PORT; the healthcheck
@@ -359,4 +368,132 @@ def test_worker_healthcheck_and_the_watch_ask_its_healthz_port(name: str) -> Non
     airflow_env = COMPOSE["x-airflow-common"]["environment"]
     assert airflow_env[f"METALCAST_WATCH__{name.upper()}_HEALTH_URL"] == (
         f"http://{name}:{port}/healthz"
+    )
+
+
+# --- least privilege ------------------------------------------------------------------------
+
+
+def _url_user(url: str) -> str:
+    return url.split("://", 1)[1].split(":", 1)[0]
+
+
+def test_no_credentials_are_shared_by_every_service() -> None:
+    assert set(COMMON_ENV) & set(CREDENTIALS) == set()
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_each_service_logs_in_as_its_own_postgres_user(name: str) -> None:
+    """Only the migrate job is the database owner; Airflow's tasks share one user."""
+    url = _environment(SERVICES[name]).get("METALCAST_POSTGRES__URL")
+    settings, _ = _settings_class(name)
+    if url is None:
+        assert "postgres" not in settings.connects_to, f"{name} connects to PostgreSQL"
+        return
+    unit = "airflow" if _is_airflow(name) else name
+    expected = "metalcast" if name == "migrate" else f"metalcast_{unit}_login"
+    assert _url_user(url) == expected
+    if name != "migrate":
+        # The migrate job creates that user with the same password.
+        password = re.search(r"\$\{(\w+):\?", url)
+        assert password is not None
+        migrate_env = _environment(SERVICES["migrate"])
+        assert (
+            f"${{{password.group(1)}:?" in migrate_env[f"METALCAST_LOGINS__{unit.upper()}_PASSWORD"]
+        )
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_each_service_uses_its_own_s3_identity(name: str) -> None:
+    from metalcast.stack.s3_identities import identity
+
+    env = _environment(SERVICES[name])
+    key = env.get("METALCAST_S3__ACCESS_KEY_ID")
+    settings, _ = _settings_class(name)
+    if key is None:
+        assert name == "migrate" or "s3" not in settings.connects_to, f"{name} uses S3"
+        return
+    unit = "backup" if _is_airflow(name) else name
+    assert key == identity(unit).access_key
+    assert "MINIO_ROOT" not in str(env["METALCAST_S3__SECRET_ACCESS_KEY"])
+    minio_init = _environment(SERVICES["minio-init"])
+    secret = re.search(r"\$\{(\w+):\?", str(env["METALCAST_S3__SECRET_ACCESS_KEY"]))
+    assert secret is not None
+    assert secret.group(1) in minio_init
+
+
+def test_minio_init_makes_the_identities_the_stack_makes() -> None:
+    """The policies compose mounts are the ones metalcast.stack.s3_identities makes locally,
+    for compose's bucket names; the minio-init loop makes a user for each of them."""
+    from metalcast.stack.s3_identities import IDENTITIES, policy_json
+    from metalcast_core import S3Settings
+
+    s3 = S3Settings(
+        models_bucket=COMMON_ENV["METALCAST_S3__MODELS_BUCKET"],
+        backups_bucket=COMMON_ENV["METALCAST_S3__BACKUPS_BUCKET"],
+    )
+    folder = ROOT / "infra" / "minio" / "policies"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"metalcast-{i.service}.json" for i in IDENTITIES
+    )
+    for ident in IDENTITIES:
+        stored = json.loads((folder / f"metalcast-{ident.service}.json").read_text())
+        assert stored == json.loads(policy_json(ident, s3)), ident.service
+    script = "\n".join(_command(SERVICES["minio-init"]))
+    loop = re.search(r"for service in ([a-z ]+); do", script)
+    assert loop is not None
+    assert loop.group(1).split() == [i.service for i in IDENTITIES]
+
+
+def _airflow_check_script() -> str:
+    script = "\n".join(_command(SERVICES["airflow-init"]))
+    first = re.search(r"python - <<'PY'\n(.*?)\nPY\n", script, re.S)
+    assert first is not None
+    return first.group(1)
+
+
+def test_airflow_init_refuses_placeholder_secrets_in_production(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    real = {
+        "METALCAST_ENVIRONMENT": "production",
+        "AIRFLOW_ADMIN_PASSWORD": "a-real-admin-password",
+        "AIRFLOW__CORE__FERNET_KEY": "a-real-fernet-key",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "a-real-jwt-secret",
+        "AIRFLOW__API__SECRET_KEY": "a-real-secret-key",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://m:a-real-pw@db/airflow",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "auth" / "p.json"),
+    }
+    script = _airflow_check_script()
+
+    def run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+        )
+
+    for name, value in (
+        ("AIRFLOW_ADMIN_PASSWORD", "admin"),
+        ("AIRFLOW__CORE__FERNET_KEY", "changethis"),
+        ("AIRFLOW__API_AUTH__JWT_SECRET", ""),
+        ("AIRFLOW__API__SECRET_KEY", "changethis"),
+    ):
+        refused = run({**real, name: value})
+        assert refused.returncode != 0
+        assert name in refused.stderr
+        assert not (tmp_path / "auth" / "p.json").exists()
+    no_password = run(
+        {**real, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://m@db/airflow"}
+    )
+    assert "SQL_ALCHEMY_CONN (password)" in no_password.stderr
+    ok = run(real)
+    assert ok.returncode == 0, ok.stderr
+    written = json.loads((tmp_path / "auth" / "p.json").read_text())
+    assert written == {"admin": "a-real-admin-password"}
+    # Locally (METALCAST_ENVIRONMENT=local) placeholders pass.
+    assert (
+        run(
+            {**real, "METALCAST_ENVIRONMENT": "local", "AIRFLOW_ADMIN_PASSWORD": "admin"}
+        ).returncode
+        == 0
     )

@@ -133,3 +133,9 @@ class MinIO(S3Server):
 
     def ready(self) -> bool:
         return http_ok(f"http://{self.address}/minio/health/ready")
+
+    def setup(self) -> None:
+        super().setup()
+        from metalcast.stack.s3_identities import ensure_identities  # one S3 user per service
+
+        ensure_identities(s3_settings(self.config))

@@ -7,6 +7,8 @@ promoted as the first model), then the newest hour through the same path and a s
 metal, promoted whichever candidate wins), and the API itself served by uvicorn in a thread
 on 127.0.0.1 (so sync tools such as schemathesis and Chromium can call it while the test's
 event loop is idle). A run on unchanged data would make no version: hence the held-back hour.
+The sink, the trainer and the API each run under their own PostgreSQL role (migration 0008),
+as in production: every rollback and unpin here goes through ``ml.set_production``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from metalcast_ingestor.config import IngestorSettings
 from metalcast_sink.bootstrap import run_sink
 from metalcast_trainer.bootstrap import train_once
 from metalcast_trainer.config import TrainerSection, TrainerSettings
-from tests.support import FAST_GROUP, ServerThread, sink_settings
+from tests.support import FAST_GROUP, ServerThread, as_role, sink_settings
 
 API_KEY = "test-api-key-0123456789"
 HISTORY_HOURS = 72
@@ -92,7 +94,9 @@ async def train(
     section = TrainerSection.model_validate(
         {"candidates": candidates, "baseline": baseline, "work_dir": work}
     )
-    settings = TrainerSettings(postgres=pg, kafka=kafka, s3=s3, trainer=section)
+    settings = TrainerSettings(
+        postgres=as_role(pg, "metalcast_trainer"), kafka=kafka, s3=s3, trainer=section
+    )
     report = await train_once(settings)
     assert report.status == "succeeded", report
     assert sorted(report.promoted) == sorted(METAL_SYMBOLS), report
@@ -108,7 +112,11 @@ async def ingest(
     )
     hours = int((end - start) / timedelta(hours=1))
     assert stats["published"] == len(METAL_SYMBOLS) * hours
-    await run_sink(sink_settings(pg, kafka), until_idle=True, consumer_options=FAST_GROUP)
+    await run_sink(
+        sink_settings(as_role(pg, "metalcast_sink"), kafka),
+        until_idle=True,
+        consumer_options=FAST_GROUP,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +129,7 @@ async def world(stack: Any) -> AsyncIterator[World]:
         await train(pg, kafka, s3, ["arima"], None)  # v1: arima, the first model
         await ingest(pg, kafka, newest, end)
         await train(pg, kafka, s3, ["arima", "naive"], "naive")  # v2, in production
-        settings = api_settings(pg, kafka, s3)
+        settings = api_settings(as_role(pg, "metalcast_api"), kafka, s3)
         with ServerThread(create_app(settings)) as server:
             yield World(pg, kafka, s3, settings, server.url, start, end)
 

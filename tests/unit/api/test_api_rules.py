@@ -12,7 +12,7 @@ from pydantic import SecretStr, TypeAdapter, ValidationError
 from metalcast_api.config import ApiSection, ApiSettings
 from metalcast_api.errors import Instant, as_utc, metal_or_404
 from metalcast_api.forecasts.service import StepsProblem, stale_hours, steps_for
-from metalcast_core import S3Settings
+from metalcast_core import PostgresSettings, S3Settings
 
 CUTOFF = datetime(2026, 1, 15, 10, tzinfo=UTC)
 NOW = CUTOFF + timedelta(minutes=20)
@@ -20,14 +20,24 @@ H = timedelta(hours=1)
 
 
 def test_production_refuses_a_placeholder_or_short_api_key() -> None:
-    real_s3 = S3Settings(secret_access_key=SecretStr("a-real-secret-for-s3"))
+    real_s3 = S3Settings(
+        access_key_id=SecretStr("metalcast-api"),
+        secret_access_key=SecretStr("a-real-secret-for-s3"),
+    )
+    real_pg = PostgresSettings(url="postgresql://api_login:a-real-password@db/metalcast")
     for key in ("changethis", "", "short-key"):
         with pytest.raises(ValidationError, match="METALCAST_API__API_KEY"):
             ApiSettings(
-                environment="production", api=ApiSection(api_key=SecretStr(key)), s3=real_s3
+                environment="production",
+                api=ApiSection(api_key=SecretStr(key)),
+                s3=real_s3,
+                postgres=real_pg,
             )
     ok = ApiSettings(
-        environment="production", api=ApiSection(api_key=SecretStr("x" * 24)), s3=real_s3
+        environment="production",
+        api=ApiSection(api_key=SecretStr("x" * 24)),
+        s3=real_s3,
+        postgres=real_pg,
     )
     assert ok.api.max_horizon_h == 168
     assert ApiSettings(environment="local").api.api_key.get_secret_value() == "changethis"

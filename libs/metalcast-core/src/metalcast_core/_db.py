@@ -81,3 +81,55 @@ async def migrate(settings: PostgresSettings, directory: Path) -> list[str]:
         finally:
             await conn.close()
     return applied
+
+
+# The LOGIN user of each deployment unit: its name and the group roles (migration 0008) it
+# is a member of. Airflow's workers run the backup and the watch tasks, so theirs is both.
+LOGIN_USERS: dict[str, tuple[str, ...]] = {
+    "sink": ("metalcast_sink",),
+    "trainer": ("metalcast_trainer",),
+    "api": ("metalcast_api",),
+    "backup": ("metalcast_backup",),
+    "watch": ("metalcast_watch",),
+    "airflow": ("metalcast_backup", "metalcast_watch"),
+}
+# Role attributes are not inherited through membership: the backup's scratch databases
+# (`verify`) need CREATEDB on the user that logs in.
+_LOGIN_ATTRIBUTES = {"backup": "CREATEDB", "airflow": "CREATEDB"}
+
+
+# Utility statements take no parameters: the server quotes names (%I) and passwords (%L).
+_FORMAT = "SELECT format($1::text, $2::text, $3::text)"
+
+
+# Utility statements take no parameters: the server quotes names (%I) and passwords (%L).
+_FORMAT = "SELECT format($1::text, $2::text, $3::text)"
+
+
+def login_user_name(unit: str) -> str:
+    """``metalcast_<unit>_login``: the user a deployment unit logs in as."""
+    return f"metalcast_{unit}_login"
+
+
+async def ensure_login_users(settings: PostgresSettings, passwords: dict[str, str]) -> list[str]:
+    """Create each unit's LOGIN user that has a password in ``passwords`` (unit -> password),
+    or set its password if it exists (rotation), and make it a member of its groups. Run as
+    the database owner after the migrations; returns the users touched."""
+    conn = await connect(settings)
+    touched = []
+    try:
+        for unit, password in sorted(passwords.items()):
+            groups = LOGIN_USERS[unit]  # KeyError: not a unit of ours
+            user = login_user_name(unit)
+            exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", user)
+            verb = "ALTER" if exists else "CREATE"
+            attributes = _LOGIN_ATTRIBUTES.get(unit, "")
+            statement = f"{verb} ROLE %I LOGIN {attributes} PASSWORD %L"
+            await conn.execute(await conn.fetchval(_FORMAT, statement, user, password))
+            for group in groups:
+                await conn.execute(await conn.fetchval(_FORMAT, "GRANT %I TO %I", group, user))
+            log.info("login user %s (%s): %s", user, ", ".join(groups), verb.lower())
+            touched.append(user)
+    finally:
+        await conn.close()
+    return touched

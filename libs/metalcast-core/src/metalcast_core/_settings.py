@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -21,7 +21,44 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from metalcast_core._symbols import DEFAULT_KNOWN_SYMBOLS
 from metalcast_core._topics import Topic
 
-PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "minioadmin", "password", ""})
+PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "minioadmin", "password", "secret", ""})
+# The local stack's own credentials (src/metalcast/stack: the root key's and every service's
+# S3 identity's start so): fine on 127.0.0.1, never in production.
+LOCAL_STACK_SECRET_PREFIX = "metalcast-local-"
+
+
+def is_placeholder(value: str, default: str | None = None) -> bool:
+    """Whether a secret is empty, a well-known placeholder, the local stack's, or its default."""
+    text = value.strip()
+    return (
+        text.lower() in PLACEHOLDER_SECRETS
+        or text.startswith(LOCAL_STACK_SECRET_PREFIX)
+        or (default is not None and text == default)
+    )
+
+
+def placeholder_secrets(
+    model: BaseModel, prefix: str = "METALCAST_", skip: frozenset[str] = frozenset()
+) -> list[str]:
+    """The environment names of ``model``'s secrets that are placeholders: every ``SecretStr``
+    field of every section but ``skip`` (left at its default counts: defaults are the local
+    stack's), and the password in ``METALCAST_POSTGRES__URL`` (none at all counts too)."""
+    found = []
+    for name, field in type(model).model_fields.items():
+        if name in skip:
+            continue
+        value, env = getattr(model, name), f"{prefix}{name.upper()}"
+        if isinstance(value, BaseModel):
+            found += placeholder_secrets(value, f"{env}__")
+        elif isinstance(value, SecretStr):
+            default = (
+                field.default.get_secret_value() if isinstance(field.default, SecretStr) else None
+            )
+            if is_placeholder(value.get_secret_value(), default):
+                found.append(env)
+    if isinstance(model, PostgresSettings) and is_placeholder(urlsplit(model.url).password or ""):
+        found.append(f"{prefix}URL")
+    return found
 
 
 class PostgresSettings(BaseModel):
@@ -81,6 +118,10 @@ class ServiceSettings(BaseSettings):
         hide_input_in_errors=True,  # a mistyped secret's value must not reach the logs
     )
 
+    # The infrastructure sections this service connects to: only their secrets must be real in
+    # production (the ingestor never opens PostgreSQL or S3, so compose gives it no key).
+    connects_to: ClassVar[frozenset[str]] = frozenset({"postgres", "kafka", "s3"})
+
     environment: Literal["local", "test", "production"] = "local"
     log_level: str = "INFO"
     postgres: PostgresSettings = PostgresSettings()
@@ -121,11 +162,16 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
+        """In production, every secret of every section must be real: empty, ``changethis``
+        and the like, the local stack's and a secret left at its default stop the service,
+        naming each setting (its value is never shown)."""
         if self.environment == "production":
-            secret = self.s3.secret_access_key.get_secret_value()
-            if secret in PLACEHOLDER_SECRETS or secret == "metalcast-local-secret":
+            unused = frozenset({"postgres", "kafka", "s3"}) - self.connects_to
+            found = placeholder_secrets(self, skip=unused)
+            if found:
                 raise ValueError(
-                    "METALCAST_S3__SECRET_ACCESS_KEY is a placeholder; set a real secret "
-                    "in production"
+                    f"placeholder secrets in production: {', '.join(found)} "
+                    "(empty, a placeholder such as changethis, the local stack's, or the "
+                    "default; the PostgreSQL URL needs a real password); set real ones"
                 )
         return self

@@ -31,10 +31,13 @@ def make_s3_client(settings: S3Settings) -> S3Client:
     )
 
 
-def ensure_buckets(client: S3Client, settings: S3Settings) -> list[str]:
-    """Create the models and backups buckets if missing. Returns the names created."""
+def ensure_buckets(
+    client: S3Client, settings: S3Settings, buckets: tuple[str, ...] | None = None
+) -> list[str]:
+    """Create the models and backups buckets (or only ``buckets``) if missing. Returns the
+    names created. A service's own S3 identity may see only its buckets: name those."""
     created = []
-    for bucket in (settings.models_bucket, settings.backups_bucket):
+    for bucket in buckets or (settings.models_bucket, settings.backups_bucket):
         try:
             client.head_bucket(Bucket=bucket)
         except ClientError as exc:

@@ -357,37 +357,48 @@ async def _history(
     )
 
 
+# Refusals raised by ml.set_production (infra/migrations/0008_roles.sql).
+REFUSED_SQLSTATE = "MC409"
+
+_SET_PRODUCTION = """
+SELECT from_version, to_version, changed_at, pinned, note
+FROM ml.set_production($1, $2, $3, $4, $5)
+"""
+
+
+async def set_production(
+    conn: asyncpg.Connection,
+    symbol: str,
+    version: int | None,
+    by: str,
+    reason: str | None,
+    action: str,
+) -> PointerMove:
+    """Move the pointer by hand through ``ml.set_production``, the one way the API's database
+    role can: ``rollback`` points at ``version`` and pins it, ``unpin`` lifts the pin. The
+    function's refusals raise :class:`RollbackRefused`."""
+    try:
+        row = await conn.fetchrow(_SET_PRODUCTION, symbol, version, by, reason, action)
+    except asyncpg.PostgresError as exc:
+        if getattr(exc, "sqlstate", None) == REFUSED_SQLSTATE:
+            raise RollbackRefused(str(exc)) from exc
+        raise
+    assert row is not None
+    return PointerMove(
+        symbol=symbol,
+        from_version=row["from_version"],
+        to_version=row["to_version"],
+        action=action,
+        changed_by=by,
+        changed_at=row["changed_at"],
+        pinned=row["pinned"],
+        reason=row["note"],
+    )
+
+
 async def unpin(conn: asyncpg.Connection, symbol: str, by: str, reason: str | None) -> PointerMove:
     """Hand ``symbol``'s pointer back to champion/challenger (recorded in the history)."""
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            """
-            SELECT p.model_version_id, v.version, p.pinned_at
-            FROM ml.production_models AS p JOIN ml.model_versions AS v ON v.id = p.model_version_id
-            WHERE p.symbol = $1
-            FOR UPDATE OF p
-            """,
-            symbol,
-        )
-        if row is None:
-            raise RollbackRefused(f"{symbol} has no production version")
-        if row["pinned_at"] is None:
-            raise RollbackRefused(f"{symbol} is not pinned")
-        changed_at = await conn.fetchval(
-            """
-            UPDATE ml.production_models
-            SET pinned_at = NULL, pinned_by = NULL, pin_reason = NULL, updated_at = now(),
-                updated_by = $2
-            WHERE symbol = $1
-            RETURNING updated_at
-            """,
-            symbol,
-            by,
-        )
-        note = reason or "unpinned: champion/challenger decides again"
-        vid = row["model_version_id"]
-        await _history(conn, symbol, vid, vid, "unpin", by, changed_at, note, False)
-    return PointerMove(symbol, row["version"], row["version"], "unpin", by, changed_at, False, note)
+    return await set_production(conn, symbol, None, by, reason, "unpin")
 
 
 async def history(conn: asyncpg.Connection, symbol: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -500,14 +511,4 @@ async def rollback(
     problem = await asyncio.to_thread(verify_version, s3, target, work_dir)
     if problem is not None:
         raise RollbackRefused(f"{symbol} v{target.version}: {problem}")
-    move = await move_pointer(
-        conn,
-        symbol,
-        target.id,
-        action="rollback",
-        by=by,
-        note=reason or f"rollback to v{target.version}",
-        pinned=True,
-    )
-    assert move is not None
-    return move
+    return await set_production(conn, symbol, target.version, by, reason, "rollback")

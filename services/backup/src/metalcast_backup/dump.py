@@ -171,12 +171,13 @@ async def pg_dump(
 
 
 async def pg_restore(tool: str, target: PgTarget, dump: Path, *, jobs: int) -> None:
-    """Restore ``dump`` into the existing, empty database ``target``."""
+    """Restore ``dump`` into the existing, empty database ``target``: its objects owned by
+    whoever restores, its grants to the services' roles (migration 0008, cluster-wide, so
+    present) kept: without them no service could work on a restored database."""
     db_args, env = target.tool_args()
     argv = [
         tool,
         "--no-owner",
-        "--no-privileges",
         "--exit-on-error",
         "--no-password",
         f"--jobs={jobs}",
@@ -216,3 +217,29 @@ async def count_rows_in(target: PgTarget) -> dict[str, int]:
         return await count_rows(conn)
     finally:
         await conn.close()
+
+
+# SECURITY DEFINER functions and the role that must own them (infra/migrations/0008_roles.sql).
+DEFINER_OWNERS = {"ml.set_production(text, integer, text, text, text)": "metalcast_pointer"}
+
+
+async def restore_definer_owners(target: PgTarget) -> list[str]:
+    """Hand each definer function of a restored database back to its role (``--no-owner``
+    made the restoring user its owner, so it would run with that user's rights). Returns a
+    problem per function the restoring user may not hand over (it is neither a superuser nor
+    a member of the role): an operator runs the ``ALTER FUNCTION`` named."""
+    problems = []
+    conn = await asyncpg.connect(target.url)
+    try:
+        for function, owner in DEFINER_OWNERS.items():
+            exists = await conn.fetchval("SELECT to_regprocedure($1)", function)
+            if exists is None:
+                continue
+            statement = f"ALTER FUNCTION {function} OWNER TO {owner}"
+            try:
+                await conn.execute(statement)
+            except asyncpg.InsufficientPrivilegeError:
+                problems.append(f"{function} is not owned by {owner}: run `{statement}`")
+    finally:
+        await conn.close()
+    return problems

@@ -26,6 +26,7 @@ from metalcast_backup.dump import (
     database_exists,
     drop_database,
     pg_restore,
+    restore_definer_owners,
 )
 from metalcast_backup.errors import RefusedError
 from metalcast_backup.manifest import Manifest, compare_counts
@@ -130,7 +131,7 @@ async def restore_backup(
             pg_restore(cfg.tool("pg_restore"), target, dump_file, jobs=cfg.restore_jobs),
         )
     counts = await count_rows_in(target)
-    problems = compare_counts(manifest.tables, counts)
+    problems = compare_counts(manifest.tables, counts) + await restore_definer_owners(target)
     if models:
         await timed(
             durations,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, Field, SecretStr
 
 from metalcast_core import METAL_SYMBOLS, ServiceSettings
@@ -35,4 +37,6 @@ class IngestSection(BaseModel):
 
 
 class IngestorSettings(ServiceSettings):
+    connects_to: ClassVar[frozenset[str]] = frozenset({"kafka"})
+
     ingest: IngestSection = IngestSection()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, Field
 
 from metalcast_core import SINK_GROUP, ServiceSettings
@@ -38,4 +40,6 @@ class SinkSection(BaseModel):
 
 
 class SinkSettings(ServiceSettings):
+    connects_to: ClassVar[frozenset[str]] = frozenset({"postgres", "kafka"})
+
     sink: SinkSection = SinkSection()

@@ -34,7 +34,8 @@ async def _runner(
     await wait_for_kafka(settings.kafka)  # a broker restarting: wait rather than exit
     await ensure_topics(settings.kafka)
     s3 = make_s3_client(settings.s3)
-    await asyncio.to_thread(ensure_buckets, s3, settings.s3)
+    # Its S3 identity sees the models bucket only.
+    await asyncio.to_thread(ensure_buckets, s3, settings.s3, (settings.s3.models_bucket,))
     pool = await create_pool(settings.postgres)
     producer = make_producer(settings.kafka)
     try:

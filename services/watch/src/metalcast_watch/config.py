@@ -5,6 +5,8 @@ e.g. ``METALCAST_WATCH__MAX_TICK_AGE_MINUTES``, ``METALCAST_WATCH__MAX_SINK_LAG`
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, Field
 
 from metalcast_core import SINK_GROUP, TRAINER_GROUP, ServiceSettings
@@ -47,4 +49,6 @@ class WatchSection(BaseModel):
 
 
 class WatchSettings(ServiceSettings):
+    connects_to: ClassVar[frozenset[str]] = frozenset({"postgres", "kafka"})
+
     watch: WatchSection = WatchSection()
