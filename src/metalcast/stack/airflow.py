@@ -45,6 +45,8 @@ from metalcast.stack._server import (
     start_concurrently,
 )
 from metalcast.stack.kafka import Kafka
+from metalcast.stack.offsite import OffsiteMinIO
+from metalcast.stack.offsite import enabled as offsite_enabled
 from metalcast.stack.postgres import USER, Postgres, bin_dir
 
 VERSION = "3.3.2"
@@ -162,6 +164,9 @@ def airflow_env(config: StackConfig) -> dict[str, str]:
             pg_port=config.pg_port,
             kafka_bootstrap=Kafka(config).address,
             s3_endpoint=f"http://{config.host}:{config.s3_port}",
+            offsite_endpoint=(
+                f"http://{OffsiteMinIO(config).address}" if offsite_enabled(config) else None
+            ),
         )
     )
     env.update(
