@@ -105,16 +105,16 @@ class BackupStore:
         return Manifest.from_json(body["Body"].read())
 
     def backup_ids(self) -> list[str]:
-        """Every backup folder under the prefix, oldest first (ids sort by time); none if
-        the bucket does not exist."""
-        ids = []
-        paginator = self.client.get_paginator("list_objects_v2")
+        """Every backup folder under the prefix that holds an object, oldest first (ids sort
+        by time); none if the bucket does not exist. Listed by key, not by common prefix: in
+        a versioned bucket a deleted backup's folder holds only delete markers, and MinIO
+        still lists it as a prefix."""
+        ids = set()
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"):
-                for common in page.get("CommonPrefixes", []):
-                    name = common["Prefix"][len(self.prefix) :].rstrip("/")
-                    if is_backup_id(name):
-                        ids.append(name)
+            for key in self._keys(self.prefix):
+                name = key[len(self.prefix) :].partition("/")[0]
+                if is_backup_id(name):
+                    ids.add(name)
         except ClientError as exc:
             if is_missing(exc):
                 return []
