@@ -13,6 +13,7 @@ whose password SimpleAuthManager generates into ``$AIRFLOW_HOME``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -97,7 +98,14 @@ def install(config: StackConfig, log: Path) -> float:
     venv = venv_dir(config)
     repo = repo_root()
     stamp = venv / ".metalcast-installed"
-    wanted = f"{VERSION} {repo} core,backup,watch\n"  # a new package here: reinstall
+    # A new package here, or a changed dependency list of one: reinstall.
+    projects = [
+        repo / "libs" / "metalcast-core",
+        repo / "services" / "backup",
+        repo / "services" / "watch",
+    ]
+    deps = hashlib.sha256(b"".join((p / "pyproject.toml").read_bytes() for p in projects))
+    wanted = f"{VERSION} {repo} core,backup,watch {deps.hexdigest()[:16]}\n"
     log.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(config.cache_dir / f".airflow-{VERSION}.lock"):
         if stamp.is_file() and stamp.read_text() == wanted:
