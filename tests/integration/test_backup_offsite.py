@@ -237,3 +237,20 @@ async def test_a_backup_is_not_complete_until_it_is_off_the_box(
         await service.run()
     status = await fetchval(pg_settings, "SELECT status FROM ops.backups")
     assert status == "failed"
+
+
+async def test_backups_made_before_the_offsite_target_still_verify_and_count(
+    pg_settings: PostgresSettings, s3_settings: S3Settings, offsite_s3: S3Settings
+) -> None:
+    """Adding the off-box target later: the older backups (on the primary only) still verify
+    and count among the kept ones; the new ones go to both."""
+    await seed_ticks(pg_settings, 100)
+    before = build_service(backup_settings(pg_settings, s3_settings, keep=2))
+    older = (await before.run_verify_prune())[0].backup_id
+    after = build_service(
+        backup_settings(pg_settings, s3_settings, keep=2, offsite=offsite_target(offsite_s3))
+    )
+    assert (await after.verify(older)).status == "passed"
+    newer, _, plan = await after.run_verify_prune()
+    assert plan.keep == (newer.backup_id, older)
+    assert await after.holders() == {older: ["primary"], newer.backup_id: ["primary", "offsite"]}

@@ -63,10 +63,11 @@ def check_copies(targets: Targets, manifest: Manifest, *, besides: BackupStore) 
     """Every target the backup was written to (other than ``besides``, already read whole):
     it must hold the manifest and the very bytes the manifest records. The problems found."""
     problems: list[str] = []
-    written = {t.name for t in manifest.targets}
+    # A backup made before there were targets was written to the primary alone.
+    written = {t.name for t in manifest.targets} or {besides.name}
     reachable = targets.find(manifest.backup_id)
     for store, found in reachable:
-        if store is besides or (written and store.name not in written):
+        if store is besides or store.name not in written:
             continue
         if found is None:
             problems.append(f"target {store.name}: backup {manifest.backup_id} is missing")

@@ -89,23 +89,10 @@ class Targets:
             raise RefusedError(f"no backup target {name!r}; configured: {', '.join(self.names)}")
         return Targets(chosen)
 
-    def _each(self, work: Callable[[BackupStore], T]) -> list[T]:
-        """``work`` on every store at once; the first error (naming its target) is raised."""
+    def _each(self, work: Callable[[Target], T]) -> list[T]:
+        """``work`` on every target at once; the first error (naming its target) is raised."""
         with ThreadPoolExecutor(max_workers=len(self.targets)) as pool:
-            futures = [(s, pool.submit(work, s)) for s in self.stores]
-        out = []
-        for store, future in futures:
-            try:
-                out.append(future.result())
-            except Exception as exc:
-                raise RuntimeError(f"target {store.name} ({store.bucket}): {exc}") from exc
-        return out
-
-    # --- writing: every target ----------------------------------------------------------
-
-    def prepare(self) -> list[TargetInfo]:
-        with ThreadPoolExecutor(max_workers=len(self.targets)) as pool:
-            futures = [(t, pool.submit(t.prepare)) for t in self.targets]
+            futures = [(t, pool.submit(work, t)) for t in self.targets]
         out = []
         for target, future in futures:
             try:
@@ -114,11 +101,16 @@ class Targets:
                 raise RuntimeError(f"target {target.name} ({target.store.bucket}): {exc}") from exc
         return out
 
+    # --- writing: every target ----------------------------------------------------------
+
+    def prepare(self) -> list[TargetInfo]:
+        return self._each(Target.prepare)
+
     def write_manifest(self, manifest: Manifest) -> None:
-        self._each(lambda s: s.write_manifest(manifest))
+        self._each(lambda t: t.store.write_manifest(manifest))
 
     def upload(self, backup_id: str, filename: str, path: Path) -> None:
-        self._each(lambda s: s.upload(backup_id, filename, path))
+        self._each(lambda t: t.store.upload(backup_id, filename, path))
 
     def update_manifest(self, manifest: Manifest) -> list[str]:
         """Rewrite ``manifest`` on every target that holds that backup (a verification, a
@@ -142,7 +134,8 @@ class Targets:
     def delete_backup(self, backup_id: str) -> None:
         """Delete the backup from every target that holds it."""
 
-        def delete(store: BackupStore) -> None:
+        def delete(target: Target) -> None:
+            store = target.store
             if store.read_manifest(backup_id) is None and backup_id not in store.backup_ids():
                 return
             store.delete_backup(backup_id)
