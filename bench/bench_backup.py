@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from pydantic import SecretStr
 
 from metalcast import stack
 from metalcast.stack.world import World, isolated_world
@@ -174,7 +175,7 @@ async def _offbox(world: World, settings: BackupSettings, repeat: int) -> dict[s
     out: dict[str, Any] = {}
     for name, extra in (
         ("offsite", {"offsite": offsite}),
-        ("offsite_encrypted", {"offsite": offsite, "encryption_key": new_key()}),
+        ("offsite_encrypted", {"offsite": offsite, "encryption_key": SecretStr(new_key())}),
     ):
         section = settings.backup.model_copy(update=extra)
         service = build_service(settings.model_copy(update={"backup": section}))
