@@ -5,7 +5,9 @@ model files (default 100, ~11 KB each, like sktime ARIMA zips) in scratch bucket
 - plain: ``pg_dump --format=custom`` of the database into a local file (the baseline; twice,
   before and after the backups, and the mean taken);
 - backup: ``metalcast_backup`` run (snapshot, counts, pg_dump, model copies, upload, manifest);
-- verify: restore into a scratch database, compare counts, recompute every model's sha256.
+- verify: restore into a scratch database, compare counts, recompute every model's sha256;
+- off the box (where the stack has its second MinIO): the same backup written to both
+  targets, then also encrypted (AES-256-GCM), and their verifies.
 
 Usage: ``uv run python bench/bench_backup.py [--ticks 1000000] [--models 100] [--repeat 2]``
 (starts the stack if needed). Aim (issue): backup <= 1.3 x plain pg_dump.
@@ -23,13 +25,16 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+from pydantic import SecretStr
 
 from metalcast import stack
 from metalcast.stack.world import World, isolated_world
 from metalcast_backup.bootstrap import build_service
-from metalcast_backup.config import BackupSection, BackupSettings
+from metalcast_backup.config import BackupSection, BackupSettings, OffsiteTarget
+from metalcast_backup.crypto import new_key
 from metalcast_backup.dump import PgTarget
 from metalcast_core import METALS, make_s3_client
 from metalcast_sink.writer import copy_ticks
@@ -119,6 +124,7 @@ async def _measure(world: World, ticks: int, models: int, repeat: int) -> None:
     plain_s = statistics.mean(plain)
     backup_s = statistics.median(backups)
     verify_s = statistics.median(verifies)
+    offbox = await _offbox(world, settings, repeat) if world.offsite is not None else {}
     figures = {
         "ticks": ticks,
         "model_files": models,
@@ -134,6 +140,7 @@ async def _measure(world: World, ticks: int, models: int, repeat: int) -> None:
         "backup_dump_bytes": sizes["dump"],
         "ratio_backup_vs_plain": round(backup_s / plain_s, 3),
         "aim": "backup <= 1.3 x plain pg_dump",
+        **offbox,
     }
     print(json.dumps(figures, indent=2))
     print(
@@ -141,6 +148,51 @@ async def _measure(world: World, ticks: int, models: int, repeat: int) -> None:
         f"{backup_s / plain_s:.2f} x ({'meets' if backup_s <= 1.3 * plain_s else 'misses'} "
         f"the 1.3 x aim); verify {verify_s:.2f} s"
     )
+
+    for name in ("offsite", "offsite_encrypted"):
+        if f"{name}_backup_s" in offbox:
+            print(
+                f"{name.replace('_', ' + ')}: backup {offbox[f'{name}_backup_s']:.2f} s "
+                f"({offbox[f'{name}_backup_s'] / backup_s:.2f} x one target), verify "
+                f"{offbox[f'{name}_verify_s']:.2f} s"
+            )
+
+
+async def _offbox(world: World, settings: BackupSettings, repeat: int) -> dict[str, Any]:
+    """Backup and verify times with the off-box target, then with encryption as well."""
+    assert world.offsite is not None
+    o = world.offsite
+    offsite = OffsiteTarget.model_validate(
+        {
+            "endpoint_url": o.endpoint_url,
+            "access_key_id": o.access_key_id,
+            "secret_access_key": o.secret_access_key,
+            "region": o.region,
+            "bucket": o.backups_bucket,
+            "lock_days": 1,
+        }
+    )
+    out: dict[str, Any] = {}
+    for name, extra in (
+        ("offsite", {"offsite": offsite}),
+        ("offsite_encrypted", {"offsite": offsite, "encryption_key": SecretStr(new_key())}),
+    ):
+        section = settings.backup.model_copy(update=extra)
+        service = build_service(settings.model_copy(update={"backup": section}))
+        backups, verifies = [], []
+        for _ in range(repeat):
+            begin = time.monotonic()
+            manifest = await service.run()
+            backups.append(time.monotonic() - begin)
+            begin = time.monotonic()
+            verification = await service.verify(manifest.backup_id)
+            verifies.append(time.monotonic() - begin)
+            assert verification.status == "passed", verification
+        out[f"{name}_backup_s"] = round(statistics.median(backups), 3)
+        out[f"{name}_backup_runs_s"] = [round(x, 3) for x in backups]
+        out[f"{name}_stages_s"] = manifest.durations_s
+        out[f"{name}_verify_s"] = round(statistics.median(verifies), 3)
+    return out
 
 
 if __name__ == "__main__":

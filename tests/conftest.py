@@ -144,6 +144,21 @@ async def kafka_settings(stack: Stack) -> AsyncIterator[KafkaSettings]:
 
 
 @pytest.fixture
+def offsite_s3(stack: Stack, s3_settings: S3Settings) -> Iterator[S3Settings]:
+    """The off-box S3 (the stack's second MinIO) with a backups bucket name of this test's
+    (``backups_bucket``; created by the first backup, with object lock); deleted after,
+    every locked version too."""
+    server = world.offsite_server(stack.env)
+    if server is None:
+        pytest.skip("this stack has no off-box S3 (METALCAST_STACK_S3=seaweedfs, or containers)")
+    settings = world.offsite_bucket(server, s3_settings.backups_bucket.removesuffix("-backups"))
+    try:
+        yield settings
+    finally:
+        world.delete_locked_bucket(settings)
+
+
+@pytest.fixture
 def s3_settings(stack: Stack) -> Iterator[S3Settings]:
     """Models and backups buckets of its own; emptied and deleted after the test."""
     settings = world.create_buckets(stack.s3, f"test-{uuid.uuid4().hex[:8]}")

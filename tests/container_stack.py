@@ -1,10 +1,10 @@
 """The same stack in Docker containers (testcontainers), for machines with a Docker engine.
 
 The images are the ones compose.yaml runs: ``postgres:18``, ``apache/kafka:4.1.1`` and
-``quay.io/minio/minio`` (same tag). The test suite uses them when
-``METALCAST_TEST_STACK=testcontainers`` and ``docker info`` succeeds. ``testcontainers`` is a
-development dependency: imported lazily. Test-only code: it lives under ``tests/``, never in a
-shipped package.
+``quay.io/minio/minio`` (same tag; twice, the second the backups' off-box target). The test
+suite uses them when ``METALCAST_TEST_STACK=testcontainers`` and ``docker info`` succeeds.
+``testcontainers`` is a development dependency: imported lazily. Test-only code: it lives
+under ``tests/``, never in a shipped package.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from metalcast.stack import offsite, world
 from metalcast.stack._env import stack_env
 from metalcast.stack._process import StackError, run_async
 from metalcast.stack.kafka import answers_metadata
@@ -123,12 +124,24 @@ class ContainerStack:
             )
             self._containers.append(minio.start())
             s3_port = int(minio.get_exposed_port(9000))
+            # The backups' off-box target: a second MinIO with its own keys (as compose's).
+            remote = (
+                DockerContainer(MINIO_IMAGE)
+                .with_env("MINIO_ROOT_USER", offsite.ACCESS_KEY)
+                .with_env("MINIO_ROOT_PASSWORD", offsite.SECRET_KEY)
+                .with_command("server /data --address :9000 --console-address :9001")
+                .with_exposed_ports(9000)
+                .waiting_for(HttpWaitStrategy(9000, "/minio/health/ready"))
+            )
+            self._containers.append(remote.start())
+            offsite_port = int(remote.get_exposed_port(9000))
 
             env = stack_env(
                 pg_host=host,
                 pg_port=pg_port,
                 kafka_bootstrap=f"{host}:{kafka_port}",
                 s3_endpoint=f"http://{host}:{s3_port}",
+                offsite_endpoint=f"http://{host}:{offsite_port}",
             )
             self._setup(env)
         except Exception:
@@ -170,6 +183,10 @@ class ContainerStack:
             backups_bucket=env["METALCAST_S3__BACKUPS_BUCKET"],
         )
         ensure_buckets(make_s3_client(s3), s3)
+        remote = world.offsite_server(env)
+        assert remote is not None
+        _wait(lambda: http_ok(f"{remote.endpoint_url}/minio/health/ready"), "off-box MinIO")
+        offsite.create_locked_bucket(remote, remote.backups_bucket)
 
     def env(self) -> dict[str, str]:
         if self._env is None:

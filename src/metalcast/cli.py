@@ -207,13 +207,25 @@ def demo(
 
 
 def _backup_settings() -> BackupSettings:
-    """The backup service's settings; on the local stack, its PostgreSQL 18 pg_dump."""
-    from metalcast.stack import postgres_bin_dir
-    from metalcast_backup.config import BackupSettings
+    """The backup service's settings; on the local stack, its PostgreSQL 18 pg_dump, and its
+    second MinIO as the off-box target unless one is configured."""
+    from metalcast.stack import StackConfig, postgres_bin_dir
+    from metalcast.stack.offsite import OffsiteMinIO, offsite_settings
+    from metalcast_backup.config import BackupSettings, OffsiteTarget
 
     settings = BackupSettings()
     if settings.backup.pg_bin_dir is None:
         settings.backup.pg_bin_dir = Path(postgres_bin_dir())
+    config = StackConfig.from_environ()
+    if settings.backup.offsite is None and OffsiteMinIO(config).pid() is not None:
+        s3 = offsite_settings(config)
+        settings.backup.offsite = OffsiteTarget(
+            endpoint_url=s3.endpoint_url,
+            access_key_id=s3.access_key_id,
+            secret_access_key=s3.secret_access_key,
+            region=s3.region,
+            bucket=s3.backups_bucket,
+        )
     return settings
 
 

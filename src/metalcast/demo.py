@@ -56,7 +56,7 @@ def run_demo(
 
 def _doors(with_airflow: bool) -> None:
     """Every door a user has, with its login."""
-    from metalcast.stack import StackConfig, airflow
+    from metalcast.stack import StackConfig, airflow, offsite
     from metalcast.stack.minio import s3_settings
     from metalcast_api.config import ApiSettings
 
@@ -73,6 +73,13 @@ def _doors(with_airflow: bool) -> None:
         f"{s3.access_key_id.get_secret_value()}  password "
         f"{s3.secret_access_key.get_secret_value()}"
     )
+    if offsite.enabled(config):
+        remote = offsite.offsite_settings(config)
+        typer.echo(
+            f"  backups off-box http://{config.host}:{config.s3_offsite_console_port}/  user "
+            f"{remote.access_key_id.get_secret_value()}  password "
+            f"{remote.secret_access_key.get_secret_value()}  (the second MinIO)"
+        )
     login = airflow.login(config)
     if with_airflow and airflow.health(config) is not None:
         typer.echo(

@@ -108,7 +108,10 @@ def _env(pg: PostgresSettings, **more: str) -> dict[str, str]:
 
 
 async def test_backup_dag_makes_a_complete_verified_backup(
-    airflow_venv: AirflowVenv, pg_settings: PostgresSettings, s3_settings: S3Settings
+    airflow_venv: AirflowVenv,
+    pg_settings: PostgresSettings,
+    s3_settings: S3Settings,
+    offsite_s3: S3Settings,
 ) -> None:
     client = make_s3_client(s3_settings)
     await seed_ticks(pg_settings, 2_000)
@@ -117,6 +120,7 @@ async def test_backup_dag_makes_a_complete_verified_backup(
         pg_settings,
         METALCAST_S3__MODELS_BUCKET=s3_settings.models_bucket,
         METALCAST_S3__BACKUPS_BUCKET=s3_settings.backups_bucket,
+        METALCAST_BACKUP__OFFSITE__BUCKET=offsite_s3.backups_bucket,
     )
     result, output = airflow_venv.run(["test", "metalcast_backup"], env)
     assert result["state"] == "success", output[-5000:]
@@ -130,6 +134,10 @@ async def test_backup_dag_makes_a_complete_verified_backup(
     assert manifest.verification.status == "passed"
     assert manifest.tables["prices.ticks"] == 2_000
     assert len(manifest.models) == 8
+    # Off the box too (the local Airflow gets the stack's second MinIO).
+    assert [t.name for t in manifest.targets] == ["primary", "offsite"]
+    offsite = BackupStore(make_s3_client(offsite_s3), offsite_s3.backups_bucket, "backups/")
+    assert offsite.backup_ids() == [backup_id]
 
 
 async def test_watch_dag_passes_on_fresh_data_and_fails_on_stale_data(

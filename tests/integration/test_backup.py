@@ -241,6 +241,7 @@ async def test_restore_drill(
     pg_settings: PostgresSettings,
     s3_settings: S3Settings,
     kafka_settings: KafkaSettings,
+    offsite_s3: S3Settings,
     tmp_path: Path,
 ) -> None:
     """Ingest, train, back up; drop the database and empty the models bucket; restore with
@@ -278,6 +279,7 @@ async def test_restore_drill(
         "METALCAST_POSTGRES__URL": pg_settings.url,
         "METALCAST_S3__MODELS_BUCKET": s3_settings.models_bucket,
         "METALCAST_S3__BACKUPS_BUCKET": s3_settings.backups_bucket,
+        "METALCAST_BACKUP__OFFSITE__BUCKET": offsite_s3.backups_bucket,  # off the box too
     }
     from metalcast.cli import app
 
@@ -287,6 +289,8 @@ async def test_restore_drill(
     found = re.search(r"backup (\d{8}T\d{6}\.\d{6}Z) complete", result.output)
     assert found is not None, result.output
     backup_id = found.group(1)
+    result = await asyncio.to_thread(runner.invoke, app, ["backup", "list"], env=env)
+    assert re.search(rf"{backup_id} .* primary,offsite ", result.output), result.output
     before = await count_rows_in(PgTarget(pg_settings.url))
     assert before["prices.ticks"] == published["published"]
     api_before = await asyncio.to_thread(api_answers, pg_settings, kafka_settings, s3_settings)

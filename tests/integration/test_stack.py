@@ -19,15 +19,15 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, SecretStr
 
 from metalcast import stack as local_stack
-from metalcast.stack import StackConfig, StackError
+from metalcast.stack import StackConfig, StackError, world
 from metalcast.stack.postgres import Postgres
+from metalcast_backup.config import BackupSettings
 from metalcast_core import (
     ALL_TOPICS,
     TICKS,
     KafkaSettings,
     PostgresSettings,
     S3Settings,
-    ServiceSettings,
     make_consumer,
     make_producer,
     make_s3_client,
@@ -54,12 +54,37 @@ def test_up_again_finds_the_running_servers(local: Stack) -> None:
         "postgres": False,
         "kafka": False,
         "s3": False,
+        "s3-offsite": False,
     }
     after = local_stack.status()
     for name, st in after.items():
         assert st.running, name
         assert st.pid == before[name].pid == reports[name].pid
     assert after["s3"].implementation in {"minio", "seaweedfs"}
+    assert after["s3-offsite"].implementation == "minio"
+
+
+def test_the_offsite_minio_is_a_server_of_its_own(local: Stack) -> None:
+    """Another process, folder, port and key pair: the primary's keys open nothing there,
+    and its bucket was created with object lock."""
+    st = local_stack.status()
+    assert st["s3-offsite"].pid != st["s3"].pid
+    assert st["s3-offsite"].log.parent != st["s3"].log.parent
+    env = local_stack.env()
+    offsite = world.offsite_server(env)
+    assert offsite is not None
+    assert offsite.endpoint_url == f"http://{st['s3-offsite'].address}"
+    client = make_s3_client(offsite)
+    lock = client.get_object_lock_configuration(Bucket=offsite.backups_bucket)
+    assert lock["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+    primary_keys = local.s3.model_copy(update={"endpoint_url": offsite.endpoint_url})
+    with pytest.raises(ClientError) as refused:
+        make_s3_client(primary_keys).head_bucket(Bucket=offsite.backups_bucket)
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    offsite_keys = offsite.model_copy(update={"endpoint_url": local.s3.endpoint_url})
+    with pytest.raises(ClientError) as refused:
+        make_s3_client(offsite_keys).head_bucket(Bucket=local.s3.backups_bucket)
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
 def test_status_matches_env(local: Stack) -> None:
@@ -171,17 +196,17 @@ def test_env_names_are_service_settings_fields(monkeypatch: pytest.MonkeyPatch) 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 
-    settings = ServiceSettings()
+    # Every service's sections, and the backup service's own (its off-box target).
+    settings = BackupSettings()
 
     for name, value in env.items():
         if not name.startswith("METALCAST_"):
             continue
-        section, _, key = name.removeprefix("METALCAST_").lower().partition("__")
-        assert section in ServiceSettings.model_fields, name
-        model = getattr(settings, section)
-        assert isinstance(model, BaseModel)
-        assert key in type(model).model_fields, name
-        got = getattr(model, key)
+        got: object = settings
+        for key in name.removeprefix("METALCAST_").lower().split("__"):
+            assert isinstance(got, BaseModel), name
+            assert key in type(got).model_fields, name
+            got = getattr(got, key)
         got = got.get_secret_value() if isinstance(got, SecretStr) else got
         assert str(got) == value, name
 
@@ -193,6 +218,7 @@ def test_env_follows_port_overrides() -> None:
             "METALCAST_STACK_PG_PORT": "15432",
             "METALCAST_STACK_KAFKA_PORT": "19092",
             "METALCAST_STACK_S3_PORT": "19000",
+            "METALCAST_STACK_S3_OFFSITE_PORT": "19100",
         }
     )
     env = local_stack.env(config)
@@ -200,6 +226,7 @@ def test_env_follows_port_overrides() -> None:
     assert env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"] == "127.0.0.1:19092"
     assert env["METALCAST_S3__ENDPOINT_URL"] == "http://127.0.0.1:19000"
     assert env["PGPORT"] == "15432"
+    assert env["METALCAST_BACKUP__OFFSITE__ENDPOINT_URL"] == "http://127.0.0.1:19100"
     assert config.stack_dir == Path("/tmp/elsewhere")
 
 
@@ -224,7 +251,7 @@ def other_config(local: Stack) -> Iterator[StackConfig]:
     # PostgreSQL runs as 'nobody', which must be able to enter the folder (mkdtemp gives 0700).
     folder = Path(tempfile.mkdtemp(prefix="metalcast-stack-"))
     folder.chmod(0o755)
-    pg, kafka, controller, s3, console = _free_ports(5)
+    pg, kafka, controller, s3, console, offsite, offsite_console = _free_ports(7)
     config = dataclasses.replace(
         StackConfig.from_environ(),
         stack_dir=folder / "stack",
@@ -233,6 +260,8 @@ def other_config(local: Stack) -> Iterator[StackConfig]:
         kafka_controller_port=controller,
         s3_port=s3,
         s3_console_port=console,
+        s3_offsite_port=offsite,
+        s3_offsite_console_port=offsite_console,
     )
     try:
         yield config
@@ -328,14 +357,14 @@ def test_a_server_that_cannot_start_fails_with_its_log(other_config: StackConfig
 
 @pytest.mark.timeout(300)
 def test_a_failed_up_stops_the_servers_it_started(other_config: StackConfig) -> None:
-    """PostgreSQL cannot bind its port: Kafka and S3, started by the same call, are stopped
+    """PostgreSQL cannot bind its port: Kafka and both S3s, started by the same call, are stopped
     again rather than left running as orphans."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", other_config.pg_port))
         taken.listen()
         with pytest.raises(StackError) as failed:
             local_stack.up(other_config)
-    assert sorted(failed.value.started) == ["kafka", "s3"]
+    assert sorted(failed.value.started) == ["kafka", "s3", "s3-offsite"]
     assert "postgres" in str(failed.value)
     assert not any(st.running for st in local_stack.status(other_config).values())
     assert not list(other_config.stack_dir.glob("*/pid"))

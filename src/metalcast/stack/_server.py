@@ -102,11 +102,11 @@ def start_concurrently(
                 if progress is None:
                     continue
                 if future.exception() is not None:
-                    progress(f"  {name:<9} failed after {elapsed:.0f} s")
+                    progress(f"  {name:<10} failed after {elapsed:.0f} s")
                 else:
                     report = future.result()
                     state = "started" if report.started else "already running"
-                    progress(f"  {name:<9} {report.implementation:<19} {state} ({elapsed:.1f} s)")
+                    progress(f"  {name:<10} {report.implementation:<19} {state} ({elapsed:.1f} s)")
             if pending and not done and progress is not None:
                 busy = "; ".join(
                     f"{n}: {_activity.get(n, 'waiting until it answers')}" for n in pending

@@ -46,6 +46,8 @@ from metalcast.stack._server import (
     start_concurrently,
 )
 from metalcast.stack.kafka import Kafka
+from metalcast.stack.offsite import OffsiteMinIO
+from metalcast.stack.offsite import enabled as offsite_enabled
 from metalcast.stack.postgres import USER, Postgres, bin_dir
 
 VERSION = "3.3.2"
@@ -96,10 +98,14 @@ def install(config: StackConfig, log: Path) -> float:
     venv = venv_dir(config)
     repo = repo_root()
     stamp = venv / ".metalcast-installed"
-    # A new package here, or a new dependency of one: reinstall.
-    packages = ("libs/metalcast-core", "services/backup", "services/watch")
-    deps = hashlib.sha256(b"".join((repo / p / "pyproject.toml").read_bytes() for p in packages))
-    wanted = f"{VERSION} {repo} core,backup,watch {deps.hexdigest()[:12]}\n"
+    # A new package here, or a changed dependency list of one: reinstall.
+    projects = [
+        repo / "libs" / "metalcast-core",
+        repo / "services" / "backup",
+        repo / "services" / "watch",
+    ]
+    deps = hashlib.sha256(b"".join((p / "pyproject.toml").read_bytes() for p in projects))
+    wanted = f"{VERSION} {repo} core,backup,watch {deps.hexdigest()[:16]}\n"
     log.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(config.cache_dir / f".airflow-{VERSION}.lock"):
         if stamp.is_file() and stamp.read_text() == wanted:
@@ -166,6 +172,9 @@ def airflow_env(config: StackConfig) -> dict[str, str]:
             pg_port=config.pg_port,
             kafka_bootstrap=Kafka(config).address,
             s3_endpoint=f"http://{config.host}:{config.s3_port}",
+            offsite_endpoint=(
+                f"http://{OffsiteMinIO(config).address}" if offsite_enabled(config) else None
+            ),
         )
     )
     env.update(

@@ -74,6 +74,14 @@ class MinIO(S3Server):
     def ports(self) -> list[int]:
         return [self.config.s3_port, self.config.s3_console_port]
 
+    # A second instance (metalcast.stack.offsite) overrides these two, the address and setup.
+    @property
+    def console_port(self) -> int:
+        return self.config.s3_console_port
+
+    def root_credentials(self) -> tuple[str, str]:
+        return ACCESS_KEY, SECRET_KEY
+
     @property
     def binary(self) -> Path:
         return self.config.cache_dir / f"minio-{VERSION}" / "bin" / "minio"
@@ -108,10 +116,11 @@ class MinIO(S3Server):
 
     def launch(self) -> None:
         self.paths.data.mkdir(parents=True, exist_ok=True)
+        root_user, root_password = self.root_credentials()
         env = {
             **os.environ,
-            "MINIO_ROOT_USER": ACCESS_KEY,
-            "MINIO_ROOT_PASSWORD": SECRET_KEY,
+            "MINIO_ROOT_USER": root_user,
+            "MINIO_ROOT_PASSWORD": root_password,
             "MINIO_REGION": REGION,
             "MINIO_UPDATE": "off",
         }
@@ -123,7 +132,7 @@ class MinIO(S3Server):
                 "--address",
                 self.address,
                 "--console-address",
-                f"{self.config.host}:{self.config.s3_console_port}",
+                f"{self.config.host}:{self.console_port}",
             ],
             self.paths.log,
             env=env,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
+from botocore.exceptions import ClientError
 
 from metalcast.stack._paths import repo_root
 from metalcast.stack.kafka import wait_for_topics
@@ -49,11 +50,14 @@ __all__ = [
     "create_database",
     "create_topics",
     "delete_buckets",
+    "delete_locked_bucket",
     "delete_topics",
     "drop_database",
     "isolated_world",
     "migrated_template",
     "migrations_dir",
+    "offsite_bucket",
+    "offsite_server",
     "stack_settings",
 ]
 
@@ -73,6 +77,8 @@ class World:
     kafka: KafkaSettings
     s3: S3Settings
     base_env: Mapping[str, str]
+    # The off-box backup target, where the stack has one (``backups_bucket``: this world's).
+    offsite: S3Settings | None = None
 
     @property
     def database(self) -> str:
@@ -87,6 +93,11 @@ class World:
             "METALCAST_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
             "METALCAST_S3__MODELS_BUCKET": self.s3.models_bucket,
             "METALCAST_S3__BACKUPS_BUCKET": self.s3.backups_bucket,
+            **(
+                {"METALCAST_BACKUP__OFFSITE__BUCKET": self.offsite.backups_bucket}
+                if self.offsite is not None
+                else {}
+            ),
             "PGDATABASE": self.database,
         }
 
@@ -237,6 +248,49 @@ def delete_buckets(settings: S3Settings) -> None:
         client.delete_bucket(Bucket=bucket)
 
 
+def offsite_server(env: Mapping[str, str]) -> S3Settings | None:
+    """The stack's off-box S3 (``METALCAST_BACKUP__OFFSITE__*``), or None without one."""
+    if "METALCAST_BACKUP__OFFSITE__ENDPOINT_URL" not in env:
+        return None
+    return S3Settings.model_validate(
+        {
+            "endpoint_url": env["METALCAST_BACKUP__OFFSITE__ENDPOINT_URL"],
+            "access_key_id": env["METALCAST_BACKUP__OFFSITE__ACCESS_KEY_ID"],
+            "secret_access_key": env["METALCAST_BACKUP__OFFSITE__SECRET_ACCESS_KEY"],
+            "region": env.get("METALCAST_BACKUP__OFFSITE__REGION", "us-east-1"),
+            "backups_bucket": env.get("METALCAST_BACKUP__OFFSITE__BUCKET", "unset"),
+        }
+    )
+
+
+def offsite_bucket(server: S3Settings, prefix: str) -> S3Settings:
+    """A bucket name of its own on the off-box S3 (``{prefix}-offsite``), not created: the
+    backup service creates it, with object lock, on its first backup."""
+    return server.model_copy(update={"backups_bucket": f"{prefix}-offsite"})
+
+
+def delete_locked_bucket(settings: S3Settings) -> None:
+    """The off-box bucket, if it exists, emptied of every version and delete marker (bypassing
+    governance retention, which its owner may) and deleted."""
+    client = make_s3_client(settings)
+    bucket = settings.backups_bucket
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError:
+        return
+    paginator = client.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket):
+        objects: list[ObjectIdentifierTypeDef] = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+        ]
+        if objects:
+            client.delete_objects(
+                Bucket=bucket, Delete={"Objects": objects}, BypassGovernanceRetention=True
+            )
+    client.delete_bucket(Bucket=bucket)
+
+
 # --- all three --------------------------------------------------------------------------------
 
 
@@ -245,7 +299,8 @@ async def isolated_world(
     env: Mapping[str, str] | None = None, *, label: str = "world", schema: Schema = "template"
 ) -> AsyncIterator[World]:
     """A database ``{label}_{id}``, topics under ``{label}{id}.`` and buckets
-    ``{label}-{id}-models|backups`` on the stack ``env`` describes; all removed on exit."""
+        ``{label}-{id}-models|backups`` (and ``-offsite`` on the off-box S3, where the stack has
+    one) on the stack ``env`` describes; all removed on exit."""
     server_pg, server_kafka, server_s3, variables = stack_settings(env)
     tag = uuid.uuid4().hex[:8]
     name = f"{label}_{tag}"
@@ -253,13 +308,18 @@ async def isolated_world(
     try:
         kafka = await create_topics(server_kafka, f"{label}{tag}.")
         try:
-            s3 = await asyncio.to_thread(
-                create_buckets, server_s3, f"{label}-{tag}".lower().replace("_", "-")
-            )
+            s3_tag = f"{label}-{tag}".lower().replace("_", "-")
+            s3 = await asyncio.to_thread(create_buckets, server_s3, s3_tag)
+            server_offsite = offsite_server(variables)
+            offsite = None if server_offsite is None else offsite_bucket(server_offsite, s3_tag)
             try:
-                yield World(postgres=postgres, kafka=kafka, s3=s3, base_env=variables)
+                yield World(
+                    postgres=postgres, kafka=kafka, s3=s3, base_env=variables, offsite=offsite
+                )
             finally:
                 await asyncio.to_thread(delete_buckets, s3)
+                if offsite is not None:
+                    await asyncio.to_thread(delete_locked_bucket, offsite)
         finally:
             await delete_topics(kafka)
     finally:

@@ -7,8 +7,11 @@ from datetime import UTC, datetime
 from metalcast_backup.config import BackupSection
 from metalcast_backup.manifest import (
     DumpInfo,
+    EncryptionInfo,
     Manifest,
     ModelFile,
+    StoredFile,
+    TargetInfo,
     backup_time,
     compare_counts,
     is_backup_id,
@@ -71,3 +74,29 @@ def test_compare_counts_names_every_difference() -> None:
 def test_prefix_always_ends_with_one_slash() -> None:
     assert BackupSection(prefix="backups").prefix == "backups/"
     assert BackupSection(prefix="/a/b//").prefix == "a/b/"
+
+
+def test_where_the_backup_is_and_how_it_is_encrypted_round_trip_and_older_manifests_read() -> None:
+    manifest = _manifest()
+    manifest.targets = [
+        TargetInfo(name="primary", endpoint_url="http://a:9000", bucket="b", prefix="backups/"),
+        TargetInfo(
+            name="offsite",
+            endpoint_url="https://far.example",
+            bucket="far",
+            prefix="backups/",
+            versioning="enabled",
+            object_lock="GOVERNANCE 7 days",
+        ),
+    ]
+    manifest.encryption = EncryptionInfo(
+        algorithm="AES-256-GCM-STREAM", key_id="0123456789abcdef", chunk_bytes=1 << 20
+    )
+    manifest.stored = [StoredFile(name="database.dump", size_bytes=127, sha256="c" * 64)]
+    assert Manifest.from_json(manifest.to_json()) == manifest
+    # A manifest written before there were targets or encryption: one copy, in the clear.
+    older = _manifest().model_dump(mode="json")
+    for field in ("targets", "encryption", "stored"):
+        older.pop(field)
+    read = Manifest.model_validate(older)
+    assert (read.targets, read.encryption, read.stored) == ([], None, [])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from metalcast_backup.retention import BackupState, plan_retention
+from metalcast_backup.retention import BackupState, merge_copies, plan_retention
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -78,3 +78,68 @@ def test_a_new_backup_older_than_keep_proven_ones_deletes_nothing() -> None:
 def test_keep_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         plan_retention([], keep=0, newest="x")
+
+
+# --- two targets: a backup is as good as its weakest copy ---------------------------------------
+
+
+def _copies(**targets: list[BackupState]) -> dict[str, list[BackupState]]:
+    return dict(targets)
+
+
+def test_copies_that_agree_merge_into_one_state_each() -> None:
+    both = [_b(i) for i in range(3)]
+    merged = merge_copies(_copies(primary=both, offsite=both))
+    assert merged == both
+
+
+def test_a_copy_missing_from_a_target_makes_the_backup_failed() -> None:
+    merged = merge_copies(_copies(primary=[_b(0), _b(1)], offsite=[_b(0)]))
+    assert [(b.backup_id, b.status) for b in merged] == [("b000", "complete"), ("b001", "failed")]
+
+
+def test_a_backup_made_before_the_offsite_target_existed_is_expected_on_the_primary_only() -> None:
+    merged = merge_copies(
+        _copies(primary=[_b(0), _b(1)], offsite=[_b(1)]),
+        expected={"b000": {"primary"}, "b001": {"primary", "offsite"}},
+    )
+    assert [b.status for b in merged] == ["complete", "complete"]
+
+
+@pytest.mark.parametrize(
+    ("primary", "offsite", "status", "verified"),
+    [
+        (_b(0), _b(0, verified=None), "complete", None),
+        (_b(0), _b(0, verified=False), "complete", False),
+        (_b(0, verified=None), _b(0, verified=False), "complete", False),
+        (_b(0), _b(0, "failed", None), "failed", None),
+        (_b(0, "running", None), _b(0, "failed", None), "running", None),
+    ],
+)
+def test_the_weakest_copy_decides(
+    primary: BackupState, offsite: BackupState, status: str, verified: bool | None
+) -> None:
+    (merged,) = merge_copies(_copies(primary=[primary], offsite=[offsite]))
+    assert (merged.status, merged.verified) == (status, verified)
+
+
+def test_retention_over_two_targets_keeps_only_what_is_proven_on_both() -> None:
+    # 6 backups; b003's off-box copy never verified; b001 lost its off-box copy.
+    primary = [_b(i) for i in range(6)]
+    offsite = [_b(0), _b(2), _b(3, verified=None), _b(4), _b(5)]
+    plan = plan_retention(
+        merge_copies(_copies(primary=primary, offsite=offsite)), keep=2, newest="b005"
+    )
+    assert plan.keep == ("b005", "b004")
+    # b003 (unverified off-box) and b001 (missing off-box) do not count; all older go.
+    assert plan.delete == ("b000", "b001", "b002", "b003")
+
+
+def test_a_new_backup_missing_on_one_target_deletes_nothing() -> None:
+    primary = [_b(i) for i in range(5)]
+    offsite = [_b(i) for i in range(4)]
+    plan = plan_retention(
+        merge_copies(_copies(primary=primary, offsite=offsite)), keep=2, newest="b004"
+    )
+    assert plan.delete == ()
+    assert "not complete" in plan.reason

@@ -26,6 +26,16 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+Source = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        help="The target to read the backup from: primary or offsite (default: the first "
+        "that holds a complete copy).",
+    ),
+]
+
+
 def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
     app = typer.Typer(
         no_args_is_help=True,
@@ -74,27 +84,32 @@ def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
         """The backups in S3, oldest first."""
         service = _service()
         manifests = asyncio.run(service.list())
+        holders = asyncio.run(service.holders())
         typer.echo(
             f"{'id':<24} {'status':<9} {'verify':<7} {'rows':>10} {'models':>6} "
-            f"{'size':>10} {'seconds':>8}"
+            f"{'size':>10} {'seconds':>8}  {'on':<16} key"
         )
         for m in manifests:
             verify = m.verification.status if m.verification else "-"
+            on = ",".join(holders.get(m.backup_id, []))
+            key = m.encryption.key_id if m.encryption else "-"
             typer.echo(
                 f"{m.backup_id:<24} {m.status:<9} {verify:<7} {m.total_rows:>10} "
                 f"{len(m.models):>6} {_size(m.total_bytes):>10} "
-                f"{m.durations_s.get('total', 0):>8.1f}" + (f"  {m.error}" if m.error else "")
+                f"{m.durations_s.get('total', 0):>8.1f}  {on:<16} {key}"
+                + (f"  {m.error}" if m.error else "")
             )
 
     @app.command("verify")
-    def verify_(backup_id: str) -> None:
-        """Restore into a scratch database, compare row counts and model sha256s, drop it."""
+    def verify_(backup_id: str, source: Source = None) -> None:
+        """Restore into a scratch database, compare row counts and model sha256s, drop it;
+        check every other target holds the same bytes (with --source: that copy alone)."""
         from metalcast_backup.errors import BackupError
         from metalcast_backup.verify import verification_message
 
         service = _service()
         try:
-            v = asyncio.run(service.verify(backup_id))
+            v = asyncio.run(service.verify(backup_id, source))
         except BackupError as exc:
             typer.secho(str(exc), fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from exc
@@ -128,6 +143,7 @@ def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
                 "the sink would need to re-read (they are named first)."
             ),
         ] = False,
+        source: Source = None,
     ) -> None:
         """Restore a backup into a database (and, with the live one, the model files).
 
@@ -140,7 +156,12 @@ def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
         try:
             report = asyncio.run(
                 service.restore(
-                    backup_id, into, force=force, models=models, accept_loss=accept_loss
+                    backup_id,
+                    into,
+                    force=force,
+                    models=models,
+                    accept_loss=accept_loss,
+                    source=source,
                 )
             )
         except BackupError as exc:
@@ -150,5 +171,14 @@ def make_app(settings_factory: Callable[[], BackupSettings]) -> typer.Typer:
             typer.echo(line)
         if report.problems:
             raise typer.Exit(1)
+
+    @app.command("new-key")
+    def new_key() -> None:
+        """Print a new random encryption key (for METALCAST_BACKUP__ENCRYPTION_KEY)."""
+        from metalcast_backup.crypto import key_id, new_key, parse_key
+
+        key = new_key()
+        typer.echo(key)
+        typer.echo(f"key id {key_id(parse_key(key))}", err=True)
 
     return app

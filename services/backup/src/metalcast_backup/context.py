@@ -1,6 +1,7 @@
 """What every backup operation works with, handed in by :mod:`metalcast_backup.bootstrap`: the
-``backup`` section, the backups bucket (:class:`BackupStore`, on an S3 client), the live
-database (:class:`PgTarget`) and the models bucket's name."""
+``backup`` section, the targets (the backups bucket and the off-box one, each a
+:class:`BackupStore` on its own S3 client), the models bucket, the live database
+(:class:`PgTarget`) and the encryption keys."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import asyncpg
 
 from metalcast_backup import records
 from metalcast_backup.config import BackupSection
+from metalcast_backup.crypto import KeyRing
 from metalcast_backup.dump import PgTarget
 from metalcast_backup.manifest import Manifest
 from metalcast_backup.positions import LogBounds
-from metalcast_backup.store import BackupStore
+from metalcast_backup.store import BackupStore, ModelsBucket
+from metalcast_backup.targets import Targets
 
 T = TypeVar("T")
 
@@ -25,15 +28,28 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class BackupContext:
     cfg: BackupSection
-    store: BackupStore
+    # Primary first; every backup goes to each.
+    targets: Targets
+    models: ModelsBucket
     live: PgTarget
-    models_bucket: str
     # What Kafka keeps now, to check a restore's consumer positions against.
     log_bounds: LogBounds
+    # None: backups are not encrypted (and encrypted ones cannot be read).
+    keys: KeyRing | None = None
+
+    @property
+    def store(self) -> BackupStore:
+        """The primary target's store (the backups bucket)."""
+        return self.targets.primary
+
+    @property
+    def models_bucket(self) -> str:
+        return self.models.bucket
 
     async def manifests(self) -> list[Manifest]:
-        """The manifest of every backup in S3, oldest first (folders without one left out)."""
-        return [m for _, m in await asyncio.to_thread(self.store.manifests) if m is not None]
+        """The manifest of every backup on any target, oldest first (folders without one
+        left out; a target that cannot be read is skipped)."""
+        return await asyncio.to_thread(self.targets.manifests)
 
     async def record(self, work: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
         """Run ``work`` on a connection to the live database (``ops.*`` records)."""

@@ -84,6 +84,35 @@ class Verification(_Model):
     error: str | None = None
 
 
+class TargetInfo(_Model):
+    """One place the backup is written to (every one, for a complete backup)."""
+
+    name: str  # primary | offsite
+    endpoint_url: str | None = None
+    bucket: str
+    prefix: str
+    # What protects the copies there, as found when the backup ran: "enabled", or why not.
+    versioning: str | None = None
+    # e.g. "GOVERNANCE 7 days", "off", or why it is unavailable.
+    object_lock: str | None = None
+
+
+class EncryptionInfo(_Model):
+    """How the stored files are encrypted (:mod:`metalcast_backup.crypto`); never the key."""
+
+    algorithm: str
+    key_id: str
+    chunk_bytes: int
+
+
+class StoredFile(_Model):
+    """A file as it is stored on every target (encrypted, when the backup is)."""
+
+    name: str  # database.dump | models.tar
+    size_bytes: int = Field(ge=0)
+    sha256: str
+
+
 class Manifest(_Model):
     schema_version: int = SCHEMA_VERSION
     backup_id: str
@@ -105,6 +134,11 @@ class Manifest(_Model):
     durations_s: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
     verification: Verification | None = None
+    # Where the backup is: complete only once it is on every one of them.
+    targets: list[TargetInfo] = Field(default_factory=list)
+    encryption: EncryptionInfo | None = None
+    # The dump and the models archive as stored (after encryption): every copy must match.
+    stored: list[StoredFile] = Field(default_factory=list)
 
     @property
     def dump_bytes(self) -> int:

@@ -2,6 +2,8 @@
 with ``force``), the model files back into the models bucket with their sha256 metadata (only
 with the live database: a scratch restore never touches the live models bucket), and
 ``ops.backups`` rebuilt from the manifests in S3 so the restored database lists its backups.
+The files come from the first target holding a complete copy (or the one named): with the
+primary backups bucket gone, from the off-box one.
 
 Before anything is replaced, the consumers' positions in the backup are checked against what
 Kafka still keeps (:mod:`metalcast_backup.positions`): after the restore the sink re-reads
@@ -28,10 +30,11 @@ from metalcast_backup.dump import (
     pg_restore,
     restore_definer_owners,
 )
-from metalcast_backup.errors import RefusedError
+from metalcast_backup.errors import CopyError, RefusedError
+from metalcast_backup.files import fetch
 from metalcast_backup.manifest import Manifest, compare_counts
 from metalcast_backup.positions import check_positions
-from metalcast_backup.store import sha256_file
+from metalcast_backup.store import DUMP, MODELS_TAR, sha256_file
 
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 
@@ -50,11 +53,13 @@ class RestoreReport:
     records_synced: int = 0
     positions: list[str] = field(default_factory=list)  # one line per partition checked
     models_restored: bool = False  # whether the model files went back (the live database)
+    source: str = "primary"  # the target the files came from
 
     def lines(self) -> list[str]:
         out = [
             f"restored backup {self.backup_id} into database {self.database!r}"
-            + (" (replacing the existing one)" if self.replaced_existing else ""),
+            + (" (replacing the existing one)" if self.replaced_existing else "")
+            + f", from target {self.source}",
             f"  {self.tables} tables, {self.rows} rows "
             f"(pg_restore {self.durations_s.get('pg_restore', 0):.1f} s)",
             (
@@ -78,6 +83,7 @@ async def restore_backup(
     force: bool = False,
     models: bool | None = None,
     accept_loss: bool = False,
+    source: str | None = None,
 ) -> RestoreReport:
     """Restore the database into ``into`` and, with the live database, the model files into
     the models bucket (``models``: default yes for the live database; a scratch database
@@ -85,11 +91,13 @@ async def restore_backup(
 
     ``into`` must not exist, unless ``force`` (then it is dropped first); the live
     database is only ever replaced with ``force``, and only if Kafka still holds everything
-    the sink must re-read (or ``accept_loss``).
+    the sink must re-read (or ``accept_loss``). ``source`` names the target to read from
+    (default: the first holding a complete copy).
     """
-    store, cfg = ctx.store, ctx.cfg
-    manifest = await asyncio.to_thread(store.read_manifest, backup_id)
-    if manifest is None or manifest.status != "complete" or manifest.dump is None:
+    cfg = ctx.cfg
+    found = await asyncio.to_thread(ctx.targets.only(source).source, backup_id)
+    store, manifest = found if found is not None else (None, None)
+    if store is None or manifest is None or manifest.status != "complete" or manifest.dump is None:
         state = "missing" if manifest is None else manifest.status
         raise RefusedError(f"backup {backup_id} is {state}: only complete backups restore")
     admin = ctx.live.admin
@@ -113,12 +121,17 @@ async def restore_backup(
     durations: dict[str, float] = {}
     target = admin.with_database(into)
     with tempfile.TemporaryDirectory(prefix="metalcast-restore-") as tmp:
-        dump_file = Path(tmp) / "database.dump"
-        await timed(
-            durations,
-            "download",
-            asyncio.to_thread(store.download_dump, backup_id, dump_file),
-        )
+        dump_file, models_file = Path(tmp) / DUMP, Path(tmp) / MODELS_TAR
+        try:
+            await timed(
+                durations,
+                "download",
+                asyncio.to_thread(fetch, store, manifest, DUMP, dump_file, ctx.keys),
+            )
+            if models and manifest.models:
+                await asyncio.to_thread(fetch, store, manifest, MODELS_TAR, models_file, ctx.keys)
+        except CopyError as exc:
+            raise RefusedError(f"cannot restore {backup_id} from {store.name}: {exc}") from exc
         digest = await asyncio.to_thread(sha256_file, dump_file)
         if digest != manifest.dump.sha256:
             raise RefusedError(f"the dump of {backup_id} is corrupt (sha256 {digest})")
@@ -130,25 +143,21 @@ async def restore_backup(
             "pg_restore",
             pg_restore(cfg.tool("pg_restore"), target, dump_file, jobs=cfg.restore_jobs),
         )
+        if models and manifest.models:
+            await timed(
+                durations,
+                "models",
+                asyncio.to_thread(
+                    ctx.models.put_back, models_file, manifest.models, cfg.s3_workers
+                ),
+            )
     counts = await count_rows_in(target)
     problems = compare_counts(manifest.tables, counts) + await restore_definer_owners(target)
-    if models:
-        await timed(
-            durations,
-            "models",
-            asyncio.to_thread(
-                store.copy_models_out,
-                ctx.models_bucket,
-                backup_id,
-                manifest.models,
-                cfg.s3_workers,
-            ),
-        )
     manifests = await ctx.manifests()
     conn = await asyncpg.connect(target.url)
     try:
         synced = await records.sync_from_manifests(
-            conn, manifests, bucket=store.bucket, prefix=store.prefix
+            conn, manifests, bucket=ctx.store.bucket, prefix=ctx.store.prefix
         )
     finally:
         await conn.close()
@@ -165,6 +174,7 @@ async def restore_backup(
         records_synced=synced,
         positions=positions,
         models_restored=bool(models),
+        source=store.name,
     )
 
 

@@ -8,11 +8,13 @@ The rule:
 - The ``keep`` newest proven backups stay; older proven ones are deleted.
 - Leftovers of failed or unverified backups older than the oldest kept backup are deleted
   too (their records stay, marked deleted); running ones are never touched.
+- With several targets (:func:`merge_copies`), a backup is as good as its weakest copy: it
+  counts only if it is complete and verified on every target it was written to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -73,3 +75,36 @@ def plan_retention(backups: Sequence[BackupState], *, keep: int, newest: str) ->
         tuple(b.backup_id for b in delete),
         f"keeping the newest {len(kept)} proven backups",
     )
+
+
+def merge_copies(
+    copies: Mapping[str, Sequence[BackupState]],
+    expected: Mapping[str, Collection[str]] | None = None,
+) -> list[BackupState]:
+    """One state per backup from its copies (target name -> the states found there), oldest
+    first. ``expected[backup_id]`` names the targets the backup should be on (by default every
+    target in ``copies``). A backup with a copy still running is running; a missing or failed
+    copy makes it failed; it is complete only if every expected copy is, and verified only if
+    every copy's verification passed (one failed: failed; one never verified: unverified)."""
+    found: dict[str, dict[str, BackupState]] = {}
+    for target, states in copies.items():
+        for state in states:
+            found.setdefault(state.backup_id, {})[target] = state
+    merged = []
+    for backup_id, by_target in found.items():
+        wanted = set(copies) if expected is None else set(expected.get(backup_id, copies))
+        states = list(by_target.values())
+        statuses = {s.status for s in states}
+        if "running" in statuses:
+            status = "running"
+        elif wanted - by_target.keys() or "failed" in statuses:
+            status = "failed"
+        elif statuses == {"complete"}:
+            status = "complete"
+        else:
+            status = sorted(statuses - {"complete"})[0]
+        verdicts = [s.verified for s in states]
+        verified = False if False in verdicts else None if None in verdicts else True
+        started = min(s.started_at for s in states)
+        merged.append(BackupState(backup_id, status, started, verified))
+    return sorted(merged, key=lambda b: (b.started_at, b.backup_id))

@@ -1,7 +1,9 @@
 """Making a backup: ``pg_dump`` (one snapshot, row counts from the same snapshot) and a copy
-of every model file, under ``<prefix><id>/`` in the backups bucket; the manifest is written
-first (``running``) and last (``complete``). A backup that fails is marked failed in S3 and in
-``ops.backups``, and deletes nothing."""
+of every model file, encrypted when a key is set, under ``<prefix><id>/`` on every target (the
+backups bucket, and the off-box bucket when configured); the manifest is written first
+(``running``) and last (``complete``), on each. A backup is complete only once it is on every
+target. A backup that fails is marked failed in S3 and in ``ops.backups``, and deletes
+nothing."""
 
 from __future__ import annotations
 
@@ -25,9 +27,10 @@ from metalcast_backup.dump import (
     server_info,
 )
 from metalcast_backup.errors import BackupFailed
+from metalcast_backup.files import encryption_info, seal, stored_file
 from metalcast_backup.manifest import DatabaseInfo, DumpInfo, Manifest, new_backup_id
 from metalcast_backup.positions import read_positions
-from metalcast_backup.store import sha256_file
+from metalcast_backup.store import DUMP, MODELS_TAR, sha256_file
 
 log = logging.getLogger("metalcast.backup")
 
@@ -42,7 +45,7 @@ def tool_version() -> str:
 async def make_backup(ctx: BackupContext) -> Manifest:
     """Make one backup. Raises :class:`BackupFailed` (after marking it failed) on error;
     a failed backup deletes nothing."""
-    store, cfg = ctx.store, ctx.cfg
+    store, targets, cfg = ctx.store, ctx.targets, ctx.cfg
     backup_id = new_backup_id()
     started = datetime.now(UTC)
     begin = time.monotonic()
@@ -54,29 +57,49 @@ async def make_backup(ctx: BackupContext) -> Manifest:
         tool_version=tool_version(),
         models_bucket=ctx.models_bucket,
         models_archive=store.models_key(backup_id),
+        encryption=encryption_info(ctx.keys) if ctx.keys is not None else None,
     )
     stage = "starting"
     try:
         stage = "reconciling earlier failed backups"
         await reconcile(ctx)
-        stage = "writing the first manifest to S3"
-        await asyncio.to_thread(store.write_manifest, manifest)
+        stage = "preparing the targets (off-box bucket: versioning, object lock)"
+        manifest.targets = await asyncio.to_thread(targets.prepare)
+        stage = "writing the first manifest to every target"
+        await asyncio.to_thread(targets.write_manifest, manifest)
         stage = "recording the backup in ops.backups"
         await ctx.save(manifest)
         with tempfile.TemporaryDirectory(prefix="metalcast-backup-") as tmp:
-            dump_file = Path(tmp) / "database.dump"
+            dump_file, models_file = Path(tmp) / DUMP, Path(tmp) / MODELS_TAR
             stage = "dumping the database"
-            await _dump_and_copy(ctx, manifest, dump_file, durations)
-            stage = "uploading the dump to S3"
+            await _dump_and_copy(ctx, manifest, dump_file, models_file, durations)
             size = dump_file.stat().st_size
-            digest, _ = await asyncio.gather(
-                asyncio.to_thread(sha256_file, dump_file),
+            digest = await asyncio.to_thread(sha256_file, dump_file)
+            stage = "encrypting"
+            dump_file, models_file = await timed(
+                durations,
+                "encrypt",
+                asyncio.gather(
+                    asyncio.to_thread(seal, ctx.keys, dump_file),
+                    asyncio.to_thread(seal, ctx.keys, models_file),
+                ),
+            )
+            stage = f"uploading to every target ({', '.join(targets.names)})"
+            stored = await asyncio.gather(
+                asyncio.to_thread(stored_file, DUMP, dump_file),
+                asyncio.to_thread(stored_file, MODELS_TAR, models_file),
                 timed(
                     durations,
                     "upload_dump",
-                    asyncio.to_thread(store.upload_dump, backup_id, dump_file),
+                    asyncio.to_thread(targets.upload, backup_id, DUMP, dump_file),
+                ),
+                timed(
+                    durations,
+                    "upload_models",
+                    asyncio.to_thread(targets.upload, backup_id, MODELS_TAR, models_file),
                 ),
             )
+        manifest.stored = [stored[0], stored[1]]
         manifest.dump = DumpInfo(
             key=store.dump_key(backup_id),
             compression=f"gzip:{cfg.compression_level}",
@@ -87,8 +110,8 @@ async def make_backup(ctx: BackupContext) -> Manifest:
         manifest.finished_at = datetime.now(UTC)
         durations["total"] = round(time.monotonic() - begin, 4)
         manifest.durations_s = durations
-        stage = "writing the final manifest to S3"
-        await asyncio.to_thread(store.write_manifest, manifest)
+        stage = "writing the final manifest to every target"
+        await asyncio.to_thread(targets.write_manifest, manifest)
         stage = "recording the completed backup in ops.backups"
         await ctx.save(manifest)
     except Exception as exc:
@@ -110,9 +133,13 @@ async def make_backup(ctx: BackupContext) -> Manifest:
 
 
 async def _dump_and_copy(
-    ctx: BackupContext, manifest: Manifest, dump_file: Path, durations: dict[str, float]
+    ctx: BackupContext,
+    manifest: Manifest,
+    dump_file: Path,
+    models_file: Path,
+    durations: dict[str, float],
 ) -> None:
-    store, cfg, live = ctx.store, ctx.cfg, ctx.live
+    cfg, live = ctx.cfg, ctx.live
     pg_dump_tool = cfg.tool("pg_dump")
     conn = await asyncpg.connect(live.url)
     try:
@@ -143,17 +170,11 @@ async def _dump_and_copy(
                 # (listed after the snapshot, so every model the dump knows is there).
                 manifest.tables = await timed(durations, "count_rows", count_rows(conn))
                 manifest.positions = await read_positions(conn)
-                objects = await asyncio.to_thread(store.list_models, ctx.models_bucket)
+                objects = await asyncio.to_thread(ctx.models.objects)
                 manifest.models = await timed(
                     durations,
                     "copy_models",
-                    asyncio.to_thread(
-                        store.copy_models_in,
-                        ctx.models_bucket,
-                        manifest.backup_id,
-                        objects,
-                        cfg.s3_workers,
-                    ),
+                    asyncio.to_thread(ctx.models.write_tar, objects, cfg.s3_workers, models_file),
                 )
             except BaseException:
                 dump.cancel()
@@ -185,9 +206,9 @@ async def _mark_failed(
     manifest.finished_at = datetime.now(UTC)
     durations["total"] = round(time.monotonic() - begin, 4)
     manifest.durations_s = durations
-    # Best effort: S3 or the database may be what failed.
+    # Best effort: S3 or the database may be what failed. Only where the first manifest is.
     try:
-        await asyncio.to_thread(ctx.store.write_manifest, manifest)
+        await asyncio.to_thread(ctx.targets.update_manifest, manifest)
     except Exception as exc:
         log.warning("could not write the failed manifest of %s: %s", manifest.backup_id, exc)
     try:
@@ -200,11 +221,7 @@ async def _mark_failed(
 async def reconcile(ctx: BackupContext) -> list[str]:
     """Manifests left ``running`` by a backup that failed while S3 was unreachable (its
     database record says failed): rewrite them as failed. Returns their ids."""
-    running = [
-        m
-        for _, m in await asyncio.to_thread(ctx.store.manifests)
-        if m is not None and m.status == "running"
-    ]
+    running = [m for m in await asyncio.to_thread(ctx.targets.manifests) if m.status == "running"]
     if not running:
         return []
     conn = await asyncpg.connect(ctx.live.url)
@@ -221,6 +238,6 @@ async def reconcile(ctx: BackupContext) -> list[str]:
         if manifest.backup_id in errors:
             manifest.status = "failed"
             manifest.error = errors[manifest.backup_id]
-            await asyncio.to_thread(ctx.store.write_manifest, manifest)
+            await asyncio.to_thread(ctx.targets.update_manifest, manifest)
             fixed.append(manifest.backup_id)
     return fixed

@@ -14,6 +14,9 @@ restore  :mod:`~metalcast_backup.restore`: into a named database (the live one o
 
 from __future__ import annotations
 
+import asyncio
+import builtins
+
 from metalcast_backup.context import BackupContext
 from metalcast_backup.errors import BackupError, BackupFailed, RefusedError, VerifyFailed
 from metalcast_backup.manifest import Manifest, Verification
@@ -51,8 +54,8 @@ class BackupService:
         """Rewrite as failed the manifests a failed backup left ``running``; their ids."""
         return await reconcile(self.ctx)
 
-    async def verify(self, backup_id: str) -> Verification:
-        return await verify_backup(self.ctx, backup_id)
+    async def verify(self, backup_id: str, source: str | None = None) -> Verification:
+        return await verify_backup(self.ctx, backup_id, source)
 
     def _refuse_live(self, database: str) -> None:
         refuse_live(self.ctx, database)
@@ -66,6 +69,10 @@ class BackupService:
     async def list(self) -> list[Manifest]:
         return await self.ctx.manifests()
 
+    async def holders(self) -> dict[str, builtins.list[str]]:
+        """Backup id -> the targets that hold it."""
+        return await asyncio.to_thread(self.ctx.targets.holders)
+
     async def restore(
         self,
         backup_id: str,
@@ -74,9 +81,16 @@ class BackupService:
         force: bool = False,
         models: bool | None = None,
         accept_loss: bool = False,
+        source: str | None = None,
     ) -> RestoreReport:
         return await restore_backup(
-            self.ctx, backup_id, into, force=force, models=models, accept_loss=accept_loss
+            self.ctx,
+            backup_id,
+            into,
+            force=force,
+            models=models,
+            accept_loss=accept_loss,
+            source=source,
         )
 
     async def run_verify_prune(self) -> tuple[Manifest, Verification, RetentionPlan]:

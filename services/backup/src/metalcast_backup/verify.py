@@ -1,7 +1,8 @@
-"""Verifying a backup: restore its dump into a scratch database with a random name, compare
-every table's row count with the manifest, recompute every model file's sha256, drop the
-scratch database. Recorded in the manifest and in ``ops.backup_verifications`` whatever the
-outcome."""
+"""Verifying a backup: restore its dump (from the first target holding a complete copy, or
+the one named) into a scratch database with a random name, compare every table's row count
+with the manifest, recompute every model file's sha256, drop the scratch database; then check
+that every other target it was written to holds the very same bytes. Recorded in the manifest
+(on each target holding it) and in ``ops.backup_verifications`` whatever the outcome."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from metalcast_backup import records
 from metalcast_backup.context import BackupContext
 from metalcast_backup.dump import count_rows_in, create_database, drop_database, pg_restore
 from metalcast_backup.errors import RefusedError, VerifyFailed
+from metalcast_backup.files import check_copies, fetch
 from metalcast_backup.manifest import Verification, compare_counts
-from metalcast_backup.store import sha256_file
+from metalcast_backup.store import DUMP, MODELS_TAR, check_models_tar, sha256_file
 
 log = logging.getLogger("metalcast.backup")
 
@@ -29,13 +31,20 @@ def refuse_live(ctx: BackupContext, database: str) -> None:
         raise RefusedError(f"refusing to use the live database {database!r} as scratch")
 
 
-async def verify_backup(ctx: BackupContext, backup_id: str) -> Verification:
-    """Restore into a scratch database, compare, drop it. Recorded whatever the outcome;
-    returns the verification (``status`` passed or failed)."""
-    store, cfg = ctx.store, ctx.cfg
-    manifest = await asyncio.to_thread(store.read_manifest, backup_id)
-    if manifest is None:
-        raise VerifyFailed(f"backup {backup_id} has no manifest in S3")
+async def verify_backup(
+    ctx: BackupContext, backup_id: str, source: str | None = None
+) -> Verification:
+    """Restore into a scratch database, compare, drop it; check the other targets' copies.
+    ``source`` names the one target to read and check (default: read the first holding a
+    complete copy, and check every target's).
+    Recorded whatever the outcome; returns the verification (``status`` passed or failed)."""
+    cfg = ctx.cfg
+    # With a source, only that copy is verified (and its manifest alone records it).
+    targets = ctx.targets.only(source)
+    found = await asyncio.to_thread(targets.source, backup_id)
+    if found is None:
+        raise VerifyFailed(f"backup {backup_id} has no manifest on any target")
+    store, manifest = found
     if manifest.status != "complete" or manifest.dump is None:
         raise VerifyFailed(f"backup {backup_id} is {manifest.status}, not complete")
     scratch = f"{cfg.scratch_prefix}{secrets.token_hex(6)}"
@@ -48,8 +57,8 @@ async def verify_backup(ctx: BackupContext, backup_id: str) -> Verification:
     admin = ctx.live.admin
     try:
         with tempfile.TemporaryDirectory(prefix="metalcast-verify-") as tmp:
-            dump_file = Path(tmp) / "database.dump"
-            await asyncio.to_thread(store.download_dump, backup_id, dump_file)
+            dump_file, models_file = Path(tmp) / DUMP, Path(tmp) / MODELS_TAR
+            await asyncio.to_thread(fetch, store, manifest, DUMP, dump_file, ctx.keys)
             digest = await asyncio.to_thread(sha256_file, dump_file)
             if digest != manifest.dump.sha256:
                 problems.append(f"dump sha256 {digest}, manifest says {manifest.dump.sha256}")
@@ -64,12 +73,13 @@ async def verify_backup(ctx: BackupContext, backup_id: str) -> Verification:
                 counts = await count_rows_in(admin.with_database(scratch))
             finally:
                 await drop_database(admin, scratch)
-        tables_checked = len(counts)
-        problems += compare_counts(manifest.tables, counts)
-        problems += await asyncio.to_thread(
-            store.check_models, backup_id, manifest.models, cfg.s3_workers
-        )
-        models_checked = len(manifest.models)
+            tables_checked = len(counts)
+            problems += compare_counts(manifest.tables, counts)
+            if manifest.models or manifest.stored:
+                await asyncio.to_thread(fetch, store, manifest, MODELS_TAR, models_file, ctx.keys)
+                problems += await asyncio.to_thread(check_models_tar, models_file, manifest.models)
+            models_checked = len(manifest.models)
+        problems += await asyncio.to_thread(check_copies, targets, manifest, besides=store)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
     verification = Verification(
@@ -84,10 +94,10 @@ async def verify_backup(ctx: BackupContext, backup_id: str) -> Verification:
         error=error,
     )
     manifest.verification = verification
-    await asyncio.to_thread(store.write_manifest, manifest)
+    await asyncio.to_thread(targets.update_manifest, manifest)
     await ctx.record(lambda c: records.save_verification(c, backup_id, verification))
     await ctx.save(manifest)
-    log.info("verification of %s %s", backup_id, verification.status)
+    log.info("verification of %s (from %s) %s", backup_id, store.name, verification.status)
     return verification
 
 
