@@ -13,6 +13,7 @@ from metalcast_core._events import (
     DeadLetter,
     Event,
     ModelsTrained,
+    PriceBar,
     PriceTick,
     ProductionChanged,
 )
@@ -55,6 +56,8 @@ def _summarise(exc: ValidationError) -> str:
 
 TICKS: Topic[PriceTick] = Topic("prices.ticks.v1", PriceTick, partitions=6)
 TICKS_DLQ: Topic[DeadLetter] = Topic("prices.ticks.dlq", DeadLetter, partitions=1)
+BARS: Topic[PriceBar] = Topic("prices.bars.v1", PriceBar, partitions=6)
+BARS_DLQ: Topic[DeadLetter] = Topic("prices.bars.dlq", DeadLetter, partitions=1)
 BATCH_LOADED: Topic[BatchLoaded] = Topic("pipeline.batch-loaded.v1", BatchLoaded, partitions=1)
 MODELS_TRAINED: Topic[ModelsTrained] = Topic("models.trained.v1", ModelsTrained, partitions=1)
 PRODUCTION_CHANGED: Topic[ProductionChanged] = Topic(
@@ -64,6 +67,8 @@ PRODUCTION_CHANGED: Topic[ProductionChanged] = Topic(
 ALL_TOPICS: tuple[Topic[Any], ...] = (
     TICKS,
     TICKS_DLQ,
+    BARS,
+    BARS_DLQ,
     BATCH_LOADED,
     MODELS_TRAINED,
     PRODUCTION_CHANGED,
@@ -72,4 +77,6 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
 # Consumer groups, named once: the services' default ``group_id`` and the watch's lag checks
 # read these. SINK_GROUP consumes TICKS; TRAINER_GROUP consumes BATCH_LOADED.
 SINK_GROUP = "metalcast-sink"
+# BARS is consumed by the sink's bar loop (`metalcast sink bars`) in a group of its own.
+BAR_SINK_GROUP = "metalcast-sink-bars"
 TRAINER_GROUP = "metalcast-trainer"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr
 
 from metalcast_core import METAL_SYMBOLS, ServiceSettings
@@ -26,6 +29,15 @@ class IngestSection(BaseModel):
     metals_api_key: SecretStr | None = None
     goldapi_io_key: SecretStr | None = None
     coingecko_key: SecretStr | None = None
+    alphavantage_key: SecretStr | None = None
+    # Where the instrument catalogue comes from: the database (ref.instruments), falling
+    # back to the file when the database cannot be reached; or the file only.
+    catalogue: Literal["database", "file"] = "database"
+    catalogue_file: Path | None = None  # default: infra/instruments.toml
+    # Per-provider request counts per UTC day (`metalcast ingest --budget`).
+    budget_file: Path = Path.home() / ".cache" / "metalcast" / "request-budget.json"
+    # Requests a day each provider allows (Alpha Vantage's free plan: 25).
+    daily_requests: dict[str, int] = Field(default_factory=lambda: {"alphavantage": 25})
 
 
 class IngestorSettings(ServiceSettings):

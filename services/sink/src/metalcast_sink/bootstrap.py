@@ -3,13 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from metalcast_core import TICKS, connect, ensure_topics, make_consumer, make_producer
+from metalcast_core import (
+    BARS,
+    TICKS,
+    Catalogue,
+    connect,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
+from metalcast_sink.bars import BarSink, BarSinkStats
+from metalcast_sink.catalogue import keep_fresh, load_into
 from metalcast_sink.config import SinkSettings
 from metalcast_sink.service import Sink, SinkStats
+
+
+@contextlib.asynccontextmanager
+async def _catalogue(settings: SinkSettings) -> AsyncIterator[Catalogue]:
+    """The instrument catalogue (plus ``settings.known_symbols``), kept fresh while used. Its
+    first load is the sink's own first step on the database (``prepare``), retried while the
+    database is unreachable."""
+    catalogue = Catalogue(extra=settings.known_symbols)
+    done = asyncio.Event()
+    task = asyncio.create_task(
+        keep_fresh(
+            catalogue, lambda: connect(settings.postgres), settings.sink.catalogue_refresh_s, done
+        )
+    )
+    try:
+        yield catalogue
+    finally:
+        done.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def run_sink(
@@ -32,12 +64,50 @@ async def run_sink(
     try:
         await consumer.start()
         try:
-            sink = Sink(settings, consumer, producer, lambda: connect(settings.postgres))
-            # What start-up built lives as long as the process: out of the collector's sight,
-            # so that its passes over the many short-lived objects per batch stay short.
-            gc.collect()
-            gc.freeze()
-            return await sink.run(stop=stop, until_idle=until_idle)
+            async with _catalogue(settings) as known:
+                sink = Sink(settings, consumer, producer, lambda: connect(settings.postgres), known)
+                # What start-up built lives as long as the process: out of the collector's
+                # sight, so that its passes over the many short-lived objects per batch stay
+                # short.
+                gc.collect()
+                gc.freeze()
+                return await sink.run(stop=stop, until_idle=until_idle)
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+
+
+async def run_bar_sink(
+    settings: SinkSettings,
+    stop: asyncio.Event | None = None,
+    until_idle: bool = False,
+    consumer_options: Mapping[str, Any] | None = None,
+) -> BarSinkStats:
+    """Consume ``prices.bars.v1`` into ``prices.bars`` (``metalcast sink bars``)."""
+    await ensure_topics(settings.kafka)
+    consumer = make_consumer(
+        settings.kafka,
+        [settings.kafka.topic_name(BARS)],
+        group_id=settings.sink.bars_group_id,
+        max_poll_records=settings.sink.max_batch,
+        **(consumer_options or {}),
+    )
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        await consumer.start()
+        try:
+            async with _catalogue(settings) as known:
+                sink = BarSink(
+                    settings,
+                    consumer,
+                    producer,
+                    lambda: connect(settings.postgres),
+                    known,
+                    prepare=lambda conn: load_into(known, conn),
+                )
+                return await sink.run(stop=stop, until_idle=until_idle)
         finally:
             await consumer.stop()
     finally:

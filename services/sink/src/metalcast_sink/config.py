@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from metalcast_core import SINK_GROUP, ServiceSettings
+from metalcast_core import BAR_SINK_GROUP, SINK_GROUP, ServiceSettings
 
 
 class SinkSection(BaseModel):
@@ -23,6 +23,11 @@ class SinkSection(BaseModel):
     # their batch's commit are published (the normal path publishes right after the commit).
     relay_every_s: float = Field(default=30.0, gt=0)
     relay_after_s: float = Field(default=60.0, ge=0)
+    # The instrument catalogue (ref.instruments) is read again this often: an instrument
+    # added with `metalcast instruments add` is accepted within this many seconds.
+    catalogue_refresh_s: float = Field(default=30.0, gt=0)
+    # The daily-bar loop (`metalcast sink bars`): its own consumer group on prices.bars.v1.
+    bars_group_id: str = BAR_SINK_GROUP
 
 
 class SinkSettings(ServiceSettings):

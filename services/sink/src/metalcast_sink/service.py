@@ -8,7 +8,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
 from urllib.parse import urlsplit
@@ -116,13 +116,20 @@ class Sink:
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         connect: Connect,
+        known: Collection[str] | None = None,
+        prepare: Callable[[asyncpg.Connection], Awaitable[object]] | None = None,
     ) -> None:
+        """``known``: the symbols to accept (the instrument catalogue, refreshed by the
+        composition root); by default ``settings.known_symbols``. ``prepare``: run on the
+        database (retried while it is unreachable) before the first batch is read, e.g. the
+        catalogue's first load."""
         self._settings = settings
         self._consumer = consumer
         self._producer = producer
         self._connect = connect
         self._conn: asyncpg.Connection | None = None
-        self._known = frozenset(settings.known_symbols)
+        self._known = frozenset(settings.known_symbols) if known is None else known
+        self._prepare = prepare
         self._dlq_topic = settings.kafka.topic_name(TICKS_DLQ)
         self._loaded_topic = settings.kafka.topic_name(BATCH_LOADED)
         self.stats = SinkStats()
@@ -134,6 +141,8 @@ class Sink:
         """Consume until ``stop`` is set or, with ``until_idle``, until caught up."""
         stop = stop or asyncio.Event()
         try:
+            if self._prepare is not None:
+                await self._with_db(self._prepare)
             await self._with_db(self._publish_outbox)
             # Two stages: while one batch is written, the next is fetched and decoded, so
             # PostgreSQL's work and ours overlap. One batch at most waits in between; the
