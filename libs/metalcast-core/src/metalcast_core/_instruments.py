@@ -28,12 +28,16 @@ CATALOGUE_FILE = "instruments.toml"
 class ModelConfig(BaseModel):
     """How the trainer models an instrument: ``x_size`` entries of its cadence (hours or
     days) and the candidates backtested each run (family names, or ``{"family", "name",
-    "hyperparameters"}`` objects as in ``METALCAST_TRAINER__CANDIDATES``)."""
+    "hyperparameters"}`` objects as in ``METALCAST_TRAINER__CANDIDATES``); ``horizon``: how
+    far its forecasts reach, in steps."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     x_size: Annotated[int, Field(ge=3, le=10_000)] = 12
     candidates: tuple[str | dict[str, Any], ...] = ("naive", "drift", "theta", "ses")
+    # The furthest a forecast reaches, in steps of the cadence (hours or days); default: the
+    # API's max_horizon_h for hourly instruments, max_horizon_days for daily ones.
+    horizon: Annotated[int | None, Field(ge=1, le=100_000)] = None
 
 
 class Instrument(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from metalcast_core import METALS, TRAINER_GROUP, ServiceSettings
+from metalcast_core import METALS, TRAINER_GROUP, ModelConfig, ServiceSettings
 from metalcast_models import FAMILIES
 from metalcast_models.backtest import Candidate, Rules, make_candidate
 
@@ -115,3 +115,25 @@ class TrainerSection(BaseModel):
 
 class TrainerSettings(ServiceSettings):
     trainer: TrainerSection = TrainerSection()
+
+
+def instrument_plan(
+    cfg: TrainerSection, model: ModelConfig
+) -> tuple[int, list[Candidate], Rules, TrainerSection]:
+    """An instrument's window size, candidates and rules from its catalogue entry; the
+    backtest settings (origins, horizon, calibration, promotion margins) are the trainer's.
+    The baseline is ``naive`` when it is among the candidates."""
+    specs = [
+        CandidateSpec(family=c) if isinstance(c, str) else CandidateSpec.model_validate(c)
+        for c in model.candidates
+    ]
+    labels = [s.label for s in specs]
+    section = cfg.model_copy(
+        update={
+            "x_size": model.x_size,
+            "candidates": specs,
+            "baseline": cfg.baseline if cfg.baseline in labels else None,
+        }
+    )
+    candidates = [make_candidate(s.family, model.x_size, s.hyperparameters, s.label) for s in specs]
+    return model.x_size, candidates, section.rules(), section

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pandas as pd
 
-from metalcast_core import BatchLoaded, metal_for
+from metalcast_core import BatchLoaded, Catalogue, Instrument, fetch_catalogue, metal_for
 from metalcast_models import (
     FitResult,
     GeneratedData,
@@ -42,6 +42,7 @@ from metalcast_models import (
 from metalcast_models.backtest import (
     Candidate,
     Decision,
+    Rules,
     Score,
     Series,
     decide,
@@ -53,7 +54,7 @@ from metalcast_models.families import get_family
 from metalcast_models.fitting import fit_frame, fit_series, jsonable, span_hours
 from metalcast_models.registry import PointerMove, VersionInfo
 from metalcast_trainer import store
-from metalcast_trainer.config import TrainerSettings
+from metalcast_trainer.config import TrainerSection, TrainerSettings, instrument_plan
 from metalcast_trainer.evaluation import backtest_and_score
 
 if TYPE_CHECKING:
@@ -79,6 +80,56 @@ class RunReport:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How one series is trained: the window, the candidates, the rules and the backtest
+    settings. The metals' comes from the trainer's settings; an instrument's from its
+    catalogue entry (``model``)."""
+
+    x_size: int
+    candidates: list[Candidate]
+    rules: Rules
+    cfg: TrainerSection
+    cadence: str = "hourly"
+
+
+# An instrument's newest values, by cadence: the long views (docs/instruments.md).
+INSTRUMENT_SERIES_SQL = {
+    "hourly": """
+SELECT symbol, ts AS at, price::float8 AS value FROM (
+    SELECT symbol, ts, price, row_number() OVER (PARTITION BY symbol ORDER BY ts DESC) AS n
+    FROM analytics.instrument_prices_hourly WHERE symbol = ANY($1::text[])
+) AS s WHERE n <= $2 ORDER BY symbol, ts
+""",
+    "daily": """
+SELECT symbol, (date::timestamp AT TIME ZONE 'UTC') AS at, close::float8 AS value FROM (
+    SELECT symbol, date, close, row_number() OVER (PARTITION BY symbol ORDER BY date DESC) AS n
+    FROM analytics.instrument_prices_daily WHERE symbol = ANY($1::text[])
+) AS s WHERE n <= $2 ORDER BY symbol, date
+""",
+}
+
+
+async def fetch_instrument_series(
+    conn: Any, cadence: str, symbols: Sequence[str], per_symbol: int
+) -> dict[str, pd.Series]:
+    """The newest ``per_symbol`` values of each symbol, oldest first, indexed by UTC time."""
+    rows = await conn.fetch(INSTRUMENT_SERIES_SQL[cadence], list(symbols), per_symbol)
+    grouped: dict[str, tuple[list[Any], list[float]]] = {s: ([], []) for s in symbols}
+    for r in rows:
+        stamps, values = grouped[r["symbol"]]
+        stamps.append(r["at"])
+        values.append(r["value"])
+    return {
+        symbol: pd.Series(
+            values, index=pd.DatetimeIndex(stamps, name="ts").tz_convert("UTC"), dtype=float
+        )
+        if stamps
+        else pd.Series(dtype=float)
+        for symbol, (stamps, values) in grouped.items()
+    }
+
+
 class TrainingRunner:
     def __init__(self, settings: TrainerSettings, pool: asyncpg.Pool, s3: S3Client) -> None:
         self._settings = settings
@@ -87,6 +138,14 @@ class TrainingRunner:
         self._s3 = s3
         self.candidates = self._cfg.build_candidates()
         self._rules = self._cfg.rules()
+        self._metal_plan = Plan(self._cfg.x_size, self.candidates, self._rules, self._cfg)
+        # The symbols the events handed to :meth:`wants` touched; :meth:`run` trains those
+        # (the metals all together, as before, when any metal was touched). ``None``: all.
+        self._pending: set[str] | None = None
+
+    async def catalogue(self) -> Catalogue:
+        async with self._pool.acquire() as conn:
+            return Catalogue(await fetch_catalogue(conn))
 
     def warm_up(self) -> None:
         """Import the forecasting stack and fit each family once: the first run is fast."""
@@ -102,12 +161,20 @@ class TrainingRunner:
         return closed
 
     async def wants(self, events: Sequence[BatchLoaded]) -> str | None:
-        """Why these events need no run (``None``: they do). A batch that touched no metal,
-        or only hours before every touched metal's production window, changes no window."""
+        """Why these events need no run (``None``: they do). A batch that touched no metal
+        and no catalogued instrument with a model, or only hours before every touched
+        metal's production window (and no instrument), changes no window. The touched
+        symbols are kept for the :meth:`run` that follows."""
         symbols = {metal_for(t).symbol for t in self._cfg.tickers}
-        touched = {s for e in events for s in e.symbols if s in symbols}
-        if not touched:
+        touched_all = {s for e in events for s in e.symbols}
+        touched = touched_all & symbols
+        modelled = {i.symbol for i in (await self.catalogue()).modelled()}
+        instruments = touched_all & modelled
+        self._pending = touched | instruments
+        if not touched and not instruments:
             return "no metal in the batch"
+        if instruments:
+            return None
         newest = [e.last_hour for e in events if e.last_hour is not None]
         if not newest:
             return None
@@ -178,20 +245,31 @@ class TrainingRunner:
         return self._cfg.work_dir
 
     async def _train(self, report: RunReport, work: Path) -> None:
+        pending, self._pending = self._pending, None
+        metals = {metal_for(t).symbol for t in self._cfg.tickers}
         t = time.perf_counter()
         need = self._cfg.x_size + self._cfg.backtest_origins + 1
+        train_metals = pending is None or bool(pending & metals)
         async with self._pool.acquire() as conn:
-            frame = await fetch_history(conn, self._cfg.tickers, need)
+            frame = (
+                await fetch_history(conn, self._cfg.tickers, need)
+                if train_metals
+                else pd.DataFrame()
+            )
             current = {v.symbol: v for v in await registry.production(conn)}
+            catalogue = Catalogue(await fetch_catalogue(conn))
         report.timings["load_s"] = round(time.perf_counter() - t, 4)
         for key in ("backtest_s", "fit_s", "store_s"):
             report.timings[key] = 0.0
         report.timings["origins_fitted"] = 0
         report.timings["origins_reused"] = 0
-        for ticker in self._cfg.tickers:
-            symbol = metal_for(ticker).symbol
-            column = frame[ticker] if ticker in frame.columns else pd.Series(dtype=float)
-            await self._one(report, symbol, ticker, column.dropna(), current.get(symbol), work)
+        if train_metals:
+            for ticker in self._cfg.tickers:
+                symbol = metal_for(ticker).symbol
+                column = frame[ticker] if ticker in frame.columns else pd.Series(dtype=float)
+                await self._one(report, symbol, ticker, column.dropna(), current.get(symbol), work)
+        instruments = [i for i in catalogue.modelled() if pending is None or i.symbol in pending]
+        await self._train_instruments(report, instruments, current, work)
         ends = [w["end"] for w in report.windows.values() if w.get("end")]
         starts = [w["start"] for w in report.windows.values() if w.get("start")]
         report.window_start = min(starts) if starts else None
@@ -209,6 +287,48 @@ class TrainingRunner:
         else:
             report.status = "succeeded"
 
+    def plan_for(self, inst: Instrument) -> Plan:
+        assert inst.model is not None
+        x_size, candidates, rules, cfg = instrument_plan(self._cfg, inst.model)
+        return Plan(x_size, candidates, rules, cfg, inst.cadence)
+
+    async def _train_instruments(
+        self,
+        report: RunReport,
+        instruments: Sequence[Instrument],
+        current: dict[str, VersionInfo],
+        work: Path,
+    ) -> None:
+        """Every catalogued instrument with a model configuration, on its own cadence's
+        series, each with its own window size and candidates."""
+        if not instruments:
+            return
+        t = time.perf_counter()
+        plans = {i.symbol: self.plan_for(i) for i in instruments}
+        series: dict[str, pd.Series] = {}
+        async with self._pool.acquire() as conn:
+            for cadence in ("hourly", "daily"):
+                chosen = [i for i in instruments if i.cadence == cadence]
+                if not chosen:
+                    continue
+                need = max(plans[i.symbol].x_size for i in chosen) + self._cfg.backtest_origins
+                series.update(
+                    await fetch_instrument_series(
+                        conn, cadence, [i.symbol for i in chosen], need + 1
+                    )
+                )
+        report.timings["load_s"] = round(report.timings["load_s"] + time.perf_counter() - t, 4)
+        for inst in instruments:
+            await self._one(
+                report,
+                inst.symbol,
+                inst.symbol,
+                series[inst.symbol],
+                current.get(inst.symbol),
+                work,
+                plans[inst.symbol],
+            )
+
     async def _one(
         self,
         report: RunReport,
@@ -217,8 +337,10 @@ class TrainingRunner:
         observed: pd.Series,
         champion_info: VersionInfo | None,
         work: Path,
+        plan: Plan | None = None,
     ) -> None:
-        x = self._cfg.x_size
+        plan = plan or self._metal_plan
+        x = plan.x_size
         values = observed.to_numpy(dtype=float)
         stamps = [ts.to_pydatetime() for ts in pd.DatetimeIndex(observed.index)]
         window = values[-x:]
@@ -231,18 +353,21 @@ class TrainingRunner:
         report.windows[symbol] = win
         if len(values) < x:
             await self._failed(
-                report, symbol, f"too few rows: {len(values)} observed hourly values, need {x}", win
+                report,
+                symbol,
+                f"too few rows: {len(values)} observed {plan.cadence} values, need {x}",
+                win,
             )
             return
         digest = window_hash(window)
 
         # 0. the production version already fits this very window: nothing moved
-        champion = self._champion(champion_info)
+        champion = self._champion(champion_info, plan.candidates)
         if (
             champion_info is not None
             and champion_info.window_hash == digest
             and champion is not None
-            and champion.key in {c.key for c in self.candidates}
+            and champion.key in {c.key for c in plan.candidates}
         ):
             detail: dict[str, Any] = {
                 "action": "unchanged",
@@ -257,16 +382,16 @@ class TrainingRunner:
             return
 
         # 1. backtest the candidates and the champion's configuration on the same origins
-        scored = list(self.candidates)
+        scored = list(plan.candidates)
         if champion is not None and champion.key not in {c.key for c in scored}:
             scored.append(champion)
         series = Series(values, stamps)
         t = time.perf_counter()
-        indices = series.origins(x, self._cfg.backtest_origins)
+        indices = series.origins(x, plan.cfg.backtest_origins)
         since = stamps[indices[0]] if indices else stamps[-1]
         async with self._pool.acquire() as conn:
             cache = await store.load_cache(conn, symbol, [c.key for c in scored], since)
-        bt, scores = await asyncio.to_thread(backtest_and_score, self._cfg, scored, series, cache)
+        bt, scores = await asyncio.to_thread(backtest_and_score, plan.cfg, scored, series, cache)
         async with self._pool.acquire() as conn, conn.transaction():
             await store.save_cache(conn, symbol, bt.new)
             await store.record_backtests(conn, report.run_id, symbol, scores.values())
@@ -286,9 +411,9 @@ class TrainingRunner:
             pin = await registry.pin(conn, symbol)
         pinned = None if pin is None else f"{pin.pinned_by} at v{pin.version}"
         if scores:
-            decision = decide(self.candidates, scores, champion, rules=self._rules, pinned=pinned)
+            decision = decide(plan.candidates, scores, champion, rules=plan.rules, pinned=pinned)
         else:
-            first = self.candidates[0] if champion is None else champion
+            first = plan.candidates[0] if champion is None else champion
             decision = Decision(
                 "pinned" if pinned else ("first" if champion is None else "refit"),
                 first,
@@ -351,10 +476,12 @@ class TrainingRunner:
         )
         report.timings["store_s"] += round(time.perf_counter() - t, 4)
 
-    def _champion(self, info: VersionInfo | None) -> Candidate | None:
+    def _champion(
+        self, info: VersionInfo | None, candidates: Sequence[Candidate] | None = None
+    ) -> Candidate | None:
         if info is None:
             return None
-        for cand in self.candidates:
+        for cand in candidates if candidates is not None else self.candidates:
             if info.candidate_key == cand.key:
                 return cand
         try:  # a configuration no longer among the candidates still defends its place
