@@ -132,6 +132,17 @@ class BatchLoaded(Event):
     table: Literal["prices.ticks", "prices.bars"] = "prices.ticks"
 
 
+class TrainRequested(Event):
+    """One instrument to train after a load. Topic ``pipeline.train-requested.v1``, key =
+    symbol: Kafka's consumer-group partitioning gives each instrument to exactly one trainer
+    instance. Published by the trainer that read the ``batch-loaded`` event."""
+
+    symbol: Symbol
+    trigger_batch_id: uuid.UUID | None = None
+    last_hour: UtcDatetime | None = None  # the newest hour (or day) of the load
+    requested_at: UtcDatetime = Field(default_factory=utcnow)
+
+
 class ModelsTrained(Event):
     """Published by the trainer after a run. Topic ``models.trained.v1``."""
 
@@ -168,5 +179,6 @@ __all__ = [
     "PriceBar",
     "PriceTick",
     "ProductionChanged",
+    "TrainRequested",
     "utcnow",
 ]

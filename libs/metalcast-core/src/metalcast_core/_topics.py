@@ -16,6 +16,7 @@ from metalcast_core._events import (
     PriceBar,
     PriceTick,
     ProductionChanged,
+    TrainRequested,
 )
 
 E = TypeVar("E", bound=Event)
@@ -59,6 +60,9 @@ TICKS_DLQ: Topic[DeadLetter] = Topic("prices.ticks.dlq", DeadLetter, partitions=
 BARS: Topic[PriceBar] = Topic("prices.bars.v1", PriceBar, partitions=6)
 BARS_DLQ: Topic[DeadLetter] = Topic("prices.bars.dlq", DeadLetter, partitions=1)
 BATCH_LOADED: Topic[BatchLoaded] = Topic("pipeline.batch-loaded.v1", BatchLoaded, partitions=1)
+TRAIN_REQUESTED: Topic[TrainRequested] = Topic(
+    "pipeline.train-requested.v1", TrainRequested, partitions=12
+)
 MODELS_TRAINED: Topic[ModelsTrained] = Topic("models.trained.v1", ModelsTrained, partitions=1)
 PRODUCTION_CHANGED: Topic[ProductionChanged] = Topic(
     "models.production.v1", ProductionChanged, partitions=1
@@ -70,6 +74,7 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
     BARS,
     BARS_DLQ,
     BATCH_LOADED,
+    TRAIN_REQUESTED,
     MODELS_TRAINED,
     PRODUCTION_CHANGED,
 )
@@ -80,3 +85,6 @@ SINK_GROUP = "metalcast-sink"
 # BARS is consumed by the sink's bar loop (`metalcast sink bars`) in a group of its own.
 BAR_SINK_GROUP = "metalcast-sink-bars"
 TRAINER_GROUP = "metalcast-trainer"
+# TRAIN_REQUESTED is consumed by every trainer instance in this group: each gets a share of
+# the instruments (their partitions).
+INSTRUMENT_TRAINER_GROUP = "metalcast-trainer-instruments"

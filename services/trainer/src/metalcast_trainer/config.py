@@ -7,7 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from metalcast_core import METALS, TRAINER_GROUP, ModelConfig, ServiceSettings
+from metalcast_core import (
+    INSTRUMENT_TRAINER_GROUP,
+    METALS,
+    TRAINER_GROUP,
+    ModelConfig,
+    ServiceSettings,
+)
 from metalcast_models import FAMILIES
 from metalcast_models.backtest import Candidate, Rules, make_candidate
 
@@ -69,6 +75,17 @@ class TrainerSection(BaseModel):
     coalesce_s: float = Field(default=0.2, ge=0)
     work_dir: Path = Path("/tmp/metalcast-trainer")
     models_prefix: str = "models/"
+    # Catalogued instruments (other than the metals). With dispatch on, the instance that
+    # reads a batch-loaded event publishes one pipeline.train-requested.v1 event per touched
+    # instrument (key: symbol), and every instance trains the instruments of its share of
+    # that topic's partitions (group instrument_group_id); off: trained inline in the run.
+    dispatch_instruments: bool = True
+    instrument_group_id: str = INSTRUMENT_TRAINER_GROUP
+    # Backtests of instruments run in a process pool of this many workers (one BLAS thread
+    # each); 0: in threads of the trainer's own process.
+    workers: int = Field(default=2, ge=0, le=64)
+    # Instruments in flight at once within a run (their database work overlaps the pool's).
+    instrument_concurrency: int = Field(default=8, ge=1, le=256)
 
     @field_validator("candidates", mode="before")
     @classmethod

@@ -16,12 +16,14 @@ stays where it was for that metal.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -130,8 +132,41 @@ async def fetch_instrument_series(
     }
 
 
+class LazyProcessPool:
+    """A process pool (one BLAS thread per worker) started on first use: a trainer that
+    never trains an instrument never spawns it. Shared by the runners of one process."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: Executor | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Executor:
+        if self._executor is None:
+            async with self._lock:
+                if self._executor is None:
+                    from metalcast_models import blas_process_pool
+
+                    self._executor = await asyncio.to_thread(blas_process_pool, self.workers)
+        return self._executor
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
 class TrainingRunner:
-    def __init__(self, settings: TrainerSettings, pool: asyncpg.Pool, s3: S3Client) -> None:
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        pool: asyncpg.Pool,
+        s3: S3Client,
+        executor: LazyProcessPool | None = None,
+    ) -> None:
+        """``executor``: where instruments' backtests run (a process pool: one BLAS thread
+        per worker); ``None``: threads of this process, as the metals' always do."""
+        self._executor = executor
         self._settings = settings
         self._cfg = settings.trainer
         self._pool = pool
@@ -142,6 +177,19 @@ class TrainingRunner:
         # The symbols the events handed to :meth:`wants` touched; :meth:`run` trains those
         # (the metals all together, as before, when any metal was touched). ``None``: all.
         self._pending: set[str] | None = None
+
+    def take_instruments(self) -> tuple[list[str], bool]:
+        """The instruments (not metals) the last :meth:`wants` found, removed from the next
+        run (they are dispatched to ``pipeline.train-requested.v1`` instead), and whether a
+        metal is left for the run."""
+        metals = {metal_for(t).symbol for t in self._cfg.tickers}
+        pending = self._pending or set()
+        self._pending = pending & metals
+        return sorted(pending - metals), bool(self._pending)
+
+    def want(self, symbols: Sequence[str]) -> None:
+        """Train exactly these symbols in the next :meth:`run` (train-requested events)."""
+        self._pending = set(symbols)
 
     async def catalogue(self) -> Catalogue:
         async with self._pool.acquire() as conn:
@@ -318,16 +366,25 @@ class TrainingRunner:
                     )
                 )
         report.timings["load_s"] = round(report.timings["load_s"] + time.perf_counter() - t, 4)
-        for inst in instruments:
-            await self._one(
-                report,
-                inst.symbol,
-                inst.symbol,
-                series[inst.symbol],
-                current.get(inst.symbol),
-                work,
-                plans[inst.symbol],
-            )
+        gate = asyncio.Semaphore(self._cfg.instrument_concurrency)
+
+        async def one(inst: Instrument) -> None:
+            async with gate:
+                try:
+                    await self._one(
+                        report,
+                        inst.symbol,
+                        inst.symbol,
+                        series[inst.symbol],
+                        current.get(inst.symbol),
+                        work,
+                        plans[inst.symbol],
+                    )
+                except Exception as exc:  # one instrument's failure never stops the others
+                    log.exception("run %s: %s failed", report.run_id, inst.symbol)
+                    await self._failed(report, inst.symbol, f"{type(exc).__name__}: {exc}", {})
+
+        await asyncio.gather(*(one(i) for i in instruments))
 
     async def _one(
         self,
@@ -391,7 +448,15 @@ class TrainingRunner:
         since = stamps[indices[0]] if indices else stamps[-1]
         async with self._pool.acquire() as conn:
             cache = await store.load_cache(conn, symbol, [c.key for c in scored], since)
-        bt, scores = await asyncio.to_thread(backtest_and_score, plan.cfg, scored, series, cache)
+        if plan is self._metal_plan or self._executor is None:
+            bt, scores = await asyncio.to_thread(
+                backtest_and_score, plan.cfg, scored, series, cache
+            )
+        else:
+            bt, scores = await asyncio.get_running_loop().run_in_executor(
+                await self._executor.get(),
+                functools.partial(backtest_and_score, plan.cfg, scored, series, cache),
+            )
         async with self._pool.acquire() as conn, conn.transaction():
             await store.save_cache(conn, symbol, bt.new)
             await store.record_backtests(conn, report.run_id, symbol, scores.values())

@@ -15,10 +15,12 @@ from metalcast_core import (
     BATCH_LOADED,
     MODELS_TRAINED,
     PRODUCTION_CHANGED,
+    TRAIN_REQUESTED,
     BatchLoaded,
     DecodeError,
     KafkaSettings,
     ModelsTrained,
+    TrainRequested,
 )
 from metalcast_models.registry import PointerMove
 from metalcast_trainer.config import TrainerSettings
@@ -55,6 +57,12 @@ class Runner(Protocol):
     ) -> RunReport: ...
 
 
+class Dispatching(Protocol):
+    """What dispatching needs of the runner (:class:`TrainingRunner`)."""
+
+    def take_instruments(self) -> tuple[list[str], bool]: ...
+
+
 class Trainer:
     def __init__(
         self,
@@ -62,11 +70,16 @@ class Trainer:
         consumer: EventSource,
         producer: Sender,
         runner: Runner,
+        dispatcher: Dispatching | None = None,
     ) -> None:
+        """``dispatcher``: the runner, when instruments are dispatched to
+        ``pipeline.train-requested.v1`` (``trainer.dispatch_instruments``) rather than trained
+        in this run."""
         self._settings = settings
         self._consumer = consumer
         self._producer = producer
         self._runner = runner
+        self._dispatcher = dispatcher
         self.runs: list[RunReport] = []
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -92,6 +105,12 @@ class Trainer:
             log.info("%d batch-loaded event(s) need no training: %s", len(events), skip)
             await self._consumer.commit()
             return None
+        if self._dispatcher is not None:
+            instruments, metals_left = self._dispatcher.take_instruments()
+            await request_training(self._producer, self._settings.kafka, instruments, newest)
+            if not metals_left:
+                await self._consumer.commit()
+                return None
         report = await self._runner.run("batch-loaded", newest.batch_id, len(events))
         # Offsets move after the run is recorded: a crash mid-run trains again on restart.
         await self._consumer.commit()
@@ -101,6 +120,80 @@ class Trainer:
     async def publish(self, report: RunReport, batch: BatchLoaded | None = None) -> None:
         await publish_report(self._producer, self._settings.kafka, report, batch)
         self.runs.append(report)
+
+
+async def request_training(
+    producer: Sender, kafka: KafkaSettings, symbols: Sequence[str], batch: BatchLoaded
+) -> None:
+    """One ``pipeline.train-requested.v1`` event per instrument (key: its symbol)."""
+    for symbol in symbols:
+        event = TrainRequested(
+            symbol=symbol, trigger_batch_id=batch.batch_id, last_hour=batch.last_hour
+        )
+        await producer.send_and_wait(
+            kafka.topic_name(TRAIN_REQUESTED), TRAIN_REQUESTED.encode(event), key=symbol.encode()
+        )
+    if symbols:
+        log.info("requested training of %d instrument(s): %s", len(symbols), ", ".join(symbols))
+
+
+class InstrumentRunner(Protocol):
+    def want(self, symbols: Sequence[str]) -> None: ...
+
+    async def run(
+        self, trigger: str, batch_id: uuid.UUID | None = None, events: int = 0
+    ) -> RunReport: ...
+
+
+class InstrumentTrainer:
+    """Consumes ``pipeline.train-requested.v1`` (this instance's share of its partitions):
+    the requests of one poll, a short wait and what came meanwhile train in one run (each
+    symbol once), then the offsets are committed and ``models.trained.v1`` published."""
+
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        consumer: EventSource,
+        producer: Sender,
+        runner: InstrumentRunner,
+    ) -> None:
+        self._settings = settings
+        self._consumer = consumer
+        self._producer = producer
+        self._runner = runner
+        self.runs: list[RunReport] = []
+        self.trained: list[str] = []  # every symbol this instance trained, in order
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            fetched = await self._consumer.getmany(timeout_ms=500)
+            records = [r for batch in fetched.values() for r in batch]
+            if not records:
+                continue
+            await asyncio.sleep(self._settings.trainer.coalesce_s)
+            more = await self._consumer.getmany(timeout_ms=0)
+            records += [r for batch in more.values() for r in batch]
+            await self.handle(records)
+
+    async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> RunReport | None:
+        requests: list[TrainRequested] = []
+        for record in records:
+            try:
+                requests.append(TRAIN_REQUESTED.decode(record.value))
+            except DecodeError as exc:
+                log.error("skipping undecodable train request at offset %s: %s", record.offset, exc)
+        symbols = sorted({r.symbol for r in requests})
+        if not symbols:
+            await self._consumer.commit()
+            return None
+        self._runner.want(symbols)
+        newest = max(requests, key=lambda r: r.requested_at)
+        report = await self._runner.run("train-requested", newest.trigger_batch_id, len(requests))
+        await self._consumer.commit()
+        await publish_report(self._producer, self._settings.kafka, report, None)
+        self.runs.append(report)
+        self.trained += symbols
+        return report
 
 
 async def publish_report(
