@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -203,5 +204,20 @@ async def test_crypto_and_equity_models_train_and_answer_until_forecasts(
             assert "other instruments: BTC, ETH, GSPC" in unknown.json()["detail"]
             # The metals answer as before: no model yet is a 409.
             assert (await api.get("/v1/forecasts/XAU", params={"horizon": 3})).status_code == 409
+            assert (await api.get("/instruments/stocks")).status_code == 404
+        # The dashboard's page per kind, in headless Chromium: history, forecast and bands.
+        from tests.e2e.api.test_dashboard import _run
+
+        for kind, symbol, steps in (("crypto", "BTC", 48), ("equity", "GSPC", 30)):
+            dom = await asyncio.to_thread(_run, ["--dump-dom", f"{server.url}/instruments/{kind}"])
+            assert 'data-ready="true"' in dom, dom[:2000]
+            tag = re.search(rf'<div class="chart" id="chart-{symbol}"[^>]*>', dom)
+            assert tag, dom[:2000]
+            points = int(re.search(r'data-points="(\d+)"', tag.group(0)).group(1))  # type: ignore[union-attr]
+            shown = int(re.search(r'data-forecast-steps="(\d+)"', tag.group(0)).group(1))  # type: ignore[union-attr]
+            assert points > 20, (kind, points)
+            assert shown == steps, (kind, shown)
+            assert "<canvas" in dom
+            assert "model: <b>v1</b>" in dom
     finally:
         await asyncio.to_thread(server.__exit__)
