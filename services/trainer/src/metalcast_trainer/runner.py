@@ -57,7 +57,7 @@ from metalcast_models.fitting import fit_frame, fit_series, jsonable, span_hours
 from metalcast_models.registry import PointerMove, VersionInfo
 from metalcast_trainer import store
 from metalcast_trainer.config import TrainerSection, TrainerSettings, instrument_plan
-from metalcast_trainer.evaluation import backtest_and_score
+from metalcast_trainer.evaluation import backtest_and_score, fit_and_save
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -507,20 +507,30 @@ class TrainingRunner:
 
         # 4. fit, check, upload, record, promote
         t = time.perf_counter()
-        result = await asyncio.to_thread(
-            fit_series,
-            ticker,
-            observed,
-            x,
-            get_family(decision.chosen.family),
-            dict(decision.chosen.hyperparameters),
-        )
-        report.timings["fit_s"] += round(time.perf_counter() - t, 4)
-        if not result.ok:
-            await self._failed(report, symbol, result.reason or "not trained", win, detail)
-            return
-        t = time.perf_counter()
-        saved, problem = await asyncio.to_thread(self._save_and_check, result, work)
+        family, hyper = decision.chosen.family, dict(decision.chosen.hyperparameters)
+        if plan is not self._metal_plan and self._executor is not None:
+            # An instrument: fit, save and reload-check in the pool too (CPU work off the
+            # event loop's process); the file is in ``work``, the forecaster stays there.
+            result, saved, problem, model_class = await asyncio.get_running_loop().run_in_executor(
+                await self._executor.get(),
+                functools.partial(fit_and_save, ticker, observed, x, family, hyper, work),
+            )
+            report.timings["fit_s"] += round(time.perf_counter() - t, 4)
+            if not result.ok:
+                await self._failed(report, symbol, result.reason or "not trained", win, detail)
+                return
+            t = time.perf_counter()
+        else:
+            result = await asyncio.to_thread(
+                fit_series, ticker, observed, x, get_family(family), hyper
+            )
+            report.timings["fit_s"] += round(time.perf_counter() - t, 4)
+            if not result.ok:
+                await self._failed(report, symbol, result.reason or "not trained", win, detail)
+                return
+            model_class = type(result.forecaster).__name__
+            t = time.perf_counter()
+            saved, problem = await asyncio.to_thread(self._save_and_check, result, work)
         if problem is not None or saved is None:
             await self._failed(report, symbol, f"artifact check failed: {problem}", win, detail)
             return
@@ -538,6 +548,7 @@ class TrainingRunner:
             calibration,
             win,
             detail,
+            model_class,
         )
         report.timings["store_s"] += round(time.perf_counter() - t, 4)
 
@@ -577,6 +588,7 @@ class TrainingRunner:
         calibration: dict[str, Any],
         win: dict[str, Any],
         detail: dict[str, Any],
+        model_class: str,
     ) -> None:
         bucket = self._settings.s3.models_bucket
         async with self._pool.acquire() as conn, conn.transaction():
@@ -599,7 +611,7 @@ class TrainingRunner:
                 version=version,
                 run_id=report.run_id,
                 family=result.family,
-                model_class=type(result.forecaster).__name__,
+                model_class=model_class,
                 hyperparameters=result.hyperparameters,
                 fitted_params=jsonable(result.params),
                 metrics=jsonable(result.metrics),
