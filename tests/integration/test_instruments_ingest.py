@@ -261,3 +261,52 @@ async def test_bad_bars_go_to_the_dlq_and_the_good_ones_around_them_land(
     assert any(r.startswith("inconsistent bar: open 589") for r in reasons)
     assert "SPY 2026-11-25: volume '0' is not positive" in reasons
     assert "SPY 2026-11-26: close 'n/a' is not a number" in reasons
+
+
+async def test_a_tick_of_an_uncatalogued_instrument_is_dead_lettered_until_it_is_added(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    """The running sink re-reads the catalogue: `metalcast instruments add` takes effect
+    without a restart."""
+    from metalcast_core import TICKS_DLQ, PriceTick
+
+    settings = _settings(pg_settings, kafka_settings)
+    settings.sink.catalogue_refresh_s = 0.5
+    stop = asyncio.Event()
+    sink = asyncio.create_task(run_sink(settings, stop=stop, consumer_options=FAST_GROUP))
+    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+    def tick(minute: int) -> PriceTick:
+        return PriceTick(
+            symbol="SOL",
+            source="coingecko",
+            observed_at=at.replace(minute=minute),
+            price=180.5 + minute,
+        )
+
+    try:
+        async with publisher(kafka_settings, ["SOL"]) as pub:  # a producer that knows SOL
+            await pub.publish([tick(1)])
+        deadline = asyncio.get_running_loop().time() + 60
+        while not await read_all(kafka_settings, TICKS_DLQ, timeout_s=1):
+            assert asyncio.get_running_loop().time() < deadline, "no dead letter"
+        [letter] = [TICKS_DLQ.decode(v) for v in await read_all(kafka_settings, TICKS_DLQ)]
+        assert letter.reason.startswith("unknown symbol 'SOL'; known: BTC, ETH, XAG")
+
+        result = await asyncio.to_thread(
+            CliRunner().invoke,
+            make_instruments_app(lambda: settings),
+            ["add", "SOL", "--kind", "crypto", "--unit", "coin", "--provider", "coingecko=solana"],
+        )
+        assert result.exit_code == 0, result.output
+        await asyncio.sleep(1.5)  # three refreshes of the running sink's catalogue
+        async with publisher(kafka_settings, ["SOL"]) as pub:
+            await pub.publish([tick(2)])
+        sql = "SELECT price::float8 FROM prices.ticks WHERE symbol = 'SOL'"
+        while not await fetch(pg_settings, sql):
+            assert asyncio.get_running_loop().time() < deadline, "the tick did not land"
+            await asyncio.sleep(0.2)
+        assert [r["price"] for r in await fetch(pg_settings, sql)] == [182.5]
+    finally:
+        stop.set()
+        await sink
