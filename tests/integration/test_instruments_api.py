@@ -187,3 +187,7 @@ async def test_unknown_symbols_are_404_naming_the_catalogue(api: httpx.AsyncClie
     assert answer.json()["detail"].startswith("unknown instrument(s) NOPE; known instruments: ")
     empty = await api.get("/v1/analytics/returns", params={"symbols": " , "})
     assert empty.status_code == 422
+    # Found by the API fuzz test: a year-5 `to` made the default `from` overflow (a 500).
+    ancient = await api.get("/v1/analytics/returns", params={"symbols": "SPY", "to": "0005-01-01"})
+    assert ancient.status_code == 422
+    assert ancient.json()["detail"][0]["msg"] == "must lie between 1970 and 2200"

@@ -126,13 +126,18 @@ async def request_training(
     producer: Sender, kafka: KafkaSettings, symbols: Sequence[str], batch: BatchLoaded
 ) -> None:
     """One ``pipeline.train-requested.v1`` event per instrument (key: its symbol)."""
-    for symbol in symbols:
-        event = TrainRequested(
-            symbol=symbol, trigger_batch_id=batch.batch_id, last_hour=batch.last_hour
+    topic = kafka.topic_name(TRAIN_REQUESTED)
+    events = [
+        TrainRequested(symbol=s, trigger_batch_id=batch.batch_id, last_hour=batch.last_hour)
+        for s in symbols
+    ]
+    # Sent together (the producer batches them), all acknowledged before the caller commits.
+    await asyncio.gather(
+        *(
+            producer.send_and_wait(topic, TRAIN_REQUESTED.encode(e), key=e.symbol.encode())
+            for e in events
         )
-        await producer.send_and_wait(
-            kafka.topic_name(TRAIN_REQUESTED), TRAIN_REQUESTED.encode(event), key=symbol.encode()
-        )
+    )
     if symbols:
         log.info("requested training of %d instrument(s): %s", len(symbols), ", ".join(symbols))
 

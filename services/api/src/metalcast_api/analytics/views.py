@@ -44,9 +44,16 @@ async def _symbols(conn: ConnDep, text: str) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(2200, 1, 1)
+
+
 def _period(start: date | None, end: date | None) -> tuple[date, date]:
+    for name, day in (("from", start), ("to", end)):
+        if day is not None and not EARLIEST_DAY <= day < LATEST_DAY:
+            unprocessable("query", name, "must lie between 1970 and 2200", day.isoformat())
     end = end or (datetime.now(UTC).date() + timedelta(days=1))
-    start = start or end.replace(year=end.year - 5)
+    start = start or max(EARLIEST_DAY, end - timedelta(days=5 * 365 + 1))
     if start >= end:
         unprocessable("query", "from", "`from` must be before `to`", start.isoformat())
     return start, end
