@@ -9,10 +9,11 @@ thread per worker; database, S3 uploads, registry as in production):
 2. one load: one new bar per instrument, then the run a batch-loaded event touching all of
    them triggers (cached backtest forecasts reused, one new origin per candidate): the figure
    the aim is about (≤ 10 s for 1,000 instruments on 2 cores);
-3. the same load with the pool off (``workers=0``: backtests in threads), for comparison.
+3. the same load with the pool off (backtests and fits in threads), for comparison
+   (``--workers 0``: every run in threads).
 
 Usage: ``uv run python bench/bench_trainer_instruments.py [--instruments 1000] [--days 60]
-[--origins 20]``.
+[--origins 20] [--workers 2]``.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ async def _run(runner: TrainingRunner, symbols: list[str]) -> tuple[float, dict[
     return took, counts
 
 
-async def main(n: int, n_days: int, origins: int) -> None:
+async def main(
+    n: int, n_days: int, origins: int, workers: int, candidates: tuple[str, ...]
+) -> None:
     load0 = os.getloadavg()
     stack.up()
     env = stack.env()
@@ -113,7 +116,7 @@ async def main(n: int, n_days: int, origins: int) -> None:
     try:
         section = TrainerSection.model_validate(
             {
-                "candidates": ["naive", "drift"],
+                "candidates": list(candidates),
                 "backtest_origins": origins,
                 "work_dir": work,
                 "retention_hours": 0,
@@ -136,7 +139,7 @@ async def main(n: int, n_days: int, origins: int) -> None:
                         kind="equity",
                         cadence="daily",
                         providers={"alphavantage": s},
-                        model=ModelConfig(x_size=20, candidates=("naive", "drift")),
+                        model=ModelConfig(x_size=20, candidates=candidates),
                     )
                     for s in symbols
                 ],
@@ -148,15 +151,16 @@ async def main(n: int, n_days: int, origins: int) -> None:
         finally:
             await conn.close()
         print(
-            f"{n} daily instruments x {n_days} days, x_size 20, naive + drift, {origins} "
-            f"backtest origins; {os.cpu_count()} CPUs, load {load0[0]:.2f}",
+            f"{n} daily instruments x {n_days} days, x_size 20, {' + '.join(candidates)}, "
+            f"{origins} backtest origins; {os.cpu_count()} CPUs, load {load0[0]:.2f}",
             flush=True,
         )
 
         pool = await create_pool(pg.model_copy(update={"pool_max_size": 10}))
-        lazy = LazyProcessPool(2)
+        lazy = LazyProcessPool(workers) if workers else None
         try:
-            await lazy.get()  # workers started and warm before the clock
+            if lazy is not None:
+                await lazy.get()  # workers started and warm before the clock
             runner = TrainingRunner(settings, pool, client, lazy)
             await asyncio.to_thread(runner.warm_up)
             took, counts = await _run(runner, symbols)
@@ -188,17 +192,20 @@ async def main(n: int, n_days: int, origins: int) -> None:
                     f"{counts}",
                     flush=True,
                 )
-            threads = TrainingRunner(settings, pool, client, None)
-            await new_bar()
-            loads.append(0)
-            took, counts = await _run(threads, symbols)
-            print(
-                f"one load, no process pool {took:8.2f} s  {n / took:7.1f} instruments/s  {counts}",
-                flush=True,
-            )
+            if lazy is not None:
+                threads = TrainingRunner(settings, pool, client, None)
+                await new_bar()
+                loads.append(0)
+                took, counts = await _run(threads, symbols)
+                print(
+                    f"one load, no process pool {took:8.2f} s  {n / took:7.1f} instruments/s  "
+                    f"{counts}",
+                    flush=True,
+                )
         finally:
             await pool.close()
-            await asyncio.to_thread(lazy.shutdown)
+            if lazy is not None:
+                await asyncio.to_thread(lazy.shutdown)
         print(f"load average at end {os.getloadavg()[0]:.2f}")
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
@@ -210,5 +217,10 @@ if __name__ == "__main__":
     parser.add_argument("--instruments", type=int, default=1000)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--origins", type=int, default=20)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="process pool size; 0: backtests in threads"
+    )
+    parser.add_argument("--candidates", default="naive,drift", help="comma-separated families")
     args = parser.parse_args()
-    asyncio.run(main(args.instruments, args.days, args.origins))
+    families = tuple(args.candidates.split(","))
+    asyncio.run(main(args.instruments, args.days, args.origins, args.workers, families))
