@@ -156,3 +156,11 @@ def test_bar_problem(changes: dict[str, object], problem: str | None) -> None:
     except ValidationError:  # pragma: no cover - every case above is a valid contract
         raise
     assert bar_problem(bar, known, NOW) == problem
+
+
+def test_a_large_catalogue_is_counted_not_listed_in_the_reason() -> None:
+    many = Catalogue(extra=[f"EQ{i:03d}" for i in range(500)])
+    tick = type("T", (), {"symbol": "SOL", "observed_at": NOW})()
+    assert tick_problem(tick, many, NOW) == (
+        "unknown symbol 'SOL'; not in the instrument catalogue (500 instruments)"
+    )

@@ -8,6 +8,8 @@ from typing import Protocol
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(minutes=10)
+# A dead letter's reason lists the known symbols only while they are this few.
+MAX_LISTED = 30
 
 
 class TickFacts(Protocol):
@@ -24,6 +26,11 @@ class TickFacts(Protocol):
 def tick_problem(tick: TickFacts, known_symbols: Collection[str], now: datetime) -> str | None:
     """Return why ``tick`` must not be stored, or ``None`` if it is fine."""
     if tick.symbol not in known_symbols:
+        if len(known_symbols) > MAX_LISTED:
+            return (
+                f"unknown symbol {tick.symbol!r}; not in the instrument catalogue "
+                f"({len(known_symbols)} instruments)"
+            )
         return f"unknown symbol {tick.symbol!r}; known: {', '.join(sorted(known_symbols))}"
     if tick.observed_at < EARLIEST:
         return f"observed_at {tick.observed_at.isoformat()} is before {EARLIEST.year}"
