@@ -41,6 +41,8 @@ bench: setup
 	$(UV) run python bench/bench_api.py
 	$(UV) run python bench/bench_backup.py
 	$(UV) run python bench/bench_chaos.py
+	$(UV) run python bench/bench_bars.py
+	$(UV) run python bench/bench_trainer_instruments.py
 
 stack-up: setup
 	$(UV) run metalcast stack up

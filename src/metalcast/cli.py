@@ -137,7 +137,7 @@ def _add_ingestor_app() -> None:
 _add_ingestor_app()
 
 
-# --- the sink: `metalcast sink [--until-idle]` -------------------------------------------------
+# --- the sink: `metalcast sink [--until-idle]`, `metalcast instruments ...` ------------------
 
 
 def _sink_settings() -> SinkSettings:
@@ -147,9 +147,10 @@ def _sink_settings() -> SinkSettings:
 
 
 def _add_sink_app() -> None:
-    from metalcast_sink.cli import make_app
+    from metalcast_sink.cli import make_app, make_instruments_app
 
     app.add_typer(make_app(_sink_settings), name="sink")
+    app.add_typer(make_instruments_app(_sink_settings), name="instruments")
 
 
 _add_sink_app()

@@ -10,7 +10,16 @@ from pathlib import Path
 import metalcast_api
 
 PACKAGE = Path(metalcast_api.__file__).parent
-FEATURES = ("prices", "models", "forecasts", "stream", "ops", "dashboard")
+FEATURES = (
+    "prices",
+    "models",
+    "forecasts",
+    "stream",
+    "ops",
+    "dashboard",
+    "instruments",
+    "analytics",
+)
 FEATURE_MODULES = {"__init__.py", "views.py", "schemas.py", "service.py"}
 
 

@@ -91,25 +91,108 @@ async def test_history_range(client_for: ClientFor, policy: RetryPolicy) -> None
     assert int(params["from"]) == int(start.timestamp())
 
 
+async def test_history_is_hourly_within_90_days_and_daily_before(
+    client_for: ClientFor, policy: RetryPolicy
+) -> None:
+    routes = Routes({CHART: "coingecko/market_chart_range_bitcoin.json"})
+    source = CoinGeckoSource(client_for(routes), retry=policy)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=300)
+    chunks = [c async for c in source.history(["BTC"], start, end)]
+    # One daily request for the 210 days before the last 90, then 90-day windows (hourly).
+    assert len(chunks) == routes.total == 2
+    first, second = (r.url.params for r in routes.requests)
+    assert first["interval"] == "daily"
+    assert int(first["from"]) == int(start.timestamp())
+    assert "interval" not in second
+    assert int(second["to"]) == int(end.timestamp())
+    assert int(second["to"]) - int(second["from"]) <= 90 * 86400 + 60
+
+
 async def test_history_windows_of_90_days(client_for: ClientFor, policy: RetryPolicy) -> None:
     routes = Routes({CHART: "coingecko/market_chart_range_bitcoin.json"})
     source = CoinGeckoSource(client_for(routes), retry=policy)
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    chunks = [c async for c in source.history(["BTC"], start, start + timedelta(days=200))]
-    assert len(chunks) == routes.total == 3  # 90 + 90 + 20 days
+    end = datetime.now(UTC) + timedelta(days=100)  # a range reaching past now, all recent
+    chunks = [c async for c in source.history(["BTC"], end - timedelta(days=150), end)]
+    assert len(chunks) == routes.total == 2  # 90 + 60 days, hourly
+    assert all("interval" not in r.url.params for r in routes.requests)
 
 
-async def test_history_beyond_365_days_is_not_supported(
+async def test_history_beyond_365_days_is_a_failure_naming_the_plan(
     client_for: ClientFor, policy: RetryPolicy
 ) -> None:
-    routes = Routes({CHART: "coingecko/error_10012.response.json"})
+    def answer(request: httpx.Request) -> httpx.Response:
+        from tests.unit.ingestor.ingestor_kit import recorded
+
+        if request.url.params.get("interval") == "daily":
+            return recorded("coingecko/error_10012.response.json")
+        return recorded("coingecko/market_chart_range_bitcoin.json")
+
+    routes = Routes({CHART: answer})
     source = CoinGeckoSource(client_for(routes), retry=policy)
-    start = datetime(2020, 1, 1, tzinfo=UTC)
-    with pytest.raises(HistoryNotSupported, match="365 days") as info:
-        async for _ in source.history(["BTC"], start, start + timedelta(days=10)):
-            pass
-    assert "10012" in str(info.value)
-    assert routes.total == 1  # the 401 is not retried
+    end = datetime.now(UTC)
+    chunks = [c async for c in source.history(["BTC"], end - timedelta(days=400), end)]
+    assert routes.total == 2  # the 401 is not retried; the recent 90 days are still asked
+    assert len(chunks) == 1  # what the plan serves lands
+    [failure] = source.failures
+    assert "keyless Public plan serves only the last 365 days" in failure
+    assert "error 10012" in failure
+    keyed = CoinGeckoSource(client_for(routes), "CG-demo", policy)
+    _ = [c async for c in keyed.history(["BTC"], end - timedelta(days=400), end)]
+    assert "CoinGecko's Demo plan" in keyed.failures[0]
+
+
+async def test_the_range_limit_can_still_be_raised_for_callers_that_want_it() -> None:
+    source = CoinGeckoSource(httpx.AsyncClient())
+    body = recorded_body("coingecko/error_10012.response.json")
+    with pytest.raises(HistoryNotSupported, match="365 days"):
+        source._raise_if_range_limit(body, datetime(2020, 1, 1, tzinfo=UTC))
+
+
+async def test_an_unknown_coin_id_is_recorded_and_the_next_coin_goes_on(
+    client_for: ClientFor, policy: RetryPolicy
+) -> None:
+    routes = Routes(
+        {
+            "/api/v3/coins/notacoin/market_chart/range": "coingecko/coin_not_found.response.json",
+            CHART: "coingecko/market_chart_range_bitcoin.json",
+        }
+    )
+    source = CoinGeckoSource(
+        client_for(routes), retry=policy, codes={"NOPE": "notacoin", "BTC": "bitcoin"}
+    )
+    end = datetime.now(UTC)
+    chunks = [c async for c in source.history(["NOPE", "BTC"], end - timedelta(days=2), end)]
+    assert len(chunks) == 1
+    assert source.failures == [
+        "NOPE: CoinGecko knows no coin 'notacoin' (HTTP 404): check the coingecko id in the "
+        "instrument catalogue"
+    ]
+
+
+async def test_429_is_retried_after_retry_after_then_the_history_lands(
+    client_for: ClientFor, clock: FakeClock
+) -> None:
+    policy = RetryPolicy(attempts=3, min_interval=0, sleep=clock.sleep, clock=clock.clock)
+    routes = Routes(
+        {
+            CHART: [
+                "coingecko/rate_limited.response.json",
+                "coingecko/market_chart_range_bitcoin.json",
+            ]
+        }
+    )
+    source = CoinGeckoSource(client_for(routes), retry=policy)
+    start = datetime(2025, 1, 2, tzinfo=UTC)
+    chunks = [c async for c in source.history(["BTC"], start, start + timedelta(hours=3))]
+    assert clock.waits == [60.0]
+    assert len([t for t in chunks[0] if isinstance(t, PriceTick)]) == 3
+
+
+def recorded_body(ref: str) -> bytes:
+    from tests.unit.ingestor.ingestor_kit import recorded
+
+    return recorded(ref).content
 
 
 async def test_metals_are_not_offered(client_for: ClientFor, policy: RetryPolicy) -> None:

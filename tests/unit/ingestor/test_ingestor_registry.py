@@ -60,6 +60,7 @@ def test_known_names() -> None:
         "metals-api",
         "goldapi-io",
         "coingecko",
+        "alphavantage",
     )
 
 

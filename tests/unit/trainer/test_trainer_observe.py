@@ -40,7 +40,9 @@ async def test_the_loop_reports_events_skips_and_runs() -> None:
     journal: list[str] = []
     consumer = FakeConsumer([[record(loaded("XAU"), 0)]], journal)
     seen = TrainerObserver()
-    trainer = Trainer(settings(), consumer, FakeProducer(journal), FakeRunner(journal), seen)
+    trainer = Trainer(
+        settings(), consumer, FakeProducer(journal), FakeRunner(journal), observer=seen
+    )
     await serve_until_drained(trainer, consumer)  # one run
     assert seen.last_poll_at is not None
     await trainer.handle([record(b"garbage", 1), record(loaded("XAU"), 2)])  # a run, a bad one

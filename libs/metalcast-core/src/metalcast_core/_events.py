@@ -8,7 +8,7 @@ Rules (docs/events.md): events change by adding optional fields only and carry
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -39,6 +39,28 @@ class PriceTick(Event):
     instrument: Literal["spot", "futures"] = "spot"
     observed_at: UtcDatetime
     price: Price
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    fetched_at: UtcDatetime = Field(default_factory=utcnow)
+    raw: dict[str, Any] | None = None
+
+
+# Volumes are counts of shares or coins traded: positive, possibly fractional (crypto).
+Volume = Annotated[float, Field(strict=True, gt=0, lt=1e18, allow_inf_nan=False)]
+
+
+class PriceBar(Event):
+    """One daily bar (open, high, low, close, volume) as the provider gives it, in the
+    provider's currency. Topic ``prices.bars.v1``, key = symbol. The natural key is
+    ``(symbol, source, date)``: a replay stores nothing twice."""
+
+    symbol: Symbol
+    source: Annotated[str, Field(min_length=1, max_length=64)]
+    date: date  # the trading day the provider names (its own time zone, e.g. US/Eastern)
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Volume | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     fetched_at: UtcDatetime = Field(default_factory=utcnow)
     raw: dict[str, Any] | None = None
@@ -105,6 +127,20 @@ class BatchLoaded(Event):
     duplicates: int = 0
     dead_lettered: int = 0
     loaded_at: UtcDatetime = Field(default_factory=utcnow)
+    # Which table the batch went to: ticks (hours in first/last_hour) or daily bars (the
+    # first and last day, at 00:00 UTC, in first/last_hour).
+    table: Literal["prices.ticks", "prices.bars"] = "prices.ticks"
+
+
+class TrainRequested(Event):
+    """One instrument to train after a load. Topic ``pipeline.train-requested.v1``, key =
+    symbol: Kafka's consumer-group partitioning gives each instrument to exactly one trainer
+    instance. Published by the trainer that read the ``batch-loaded`` event."""
+
+    symbol: Symbol
+    trigger_batch_id: uuid.UUID | None = None
+    last_hour: UtcDatetime | None = None  # the newest hour (or day) of the load
+    requested_at: UtcDatetime = Field(default_factory=utcnow)
 
 
 class ModelsTrained(Event):
@@ -140,7 +176,9 @@ __all__ = [
     "DeadLetter",
     "Event",
     "ModelsTrained",
+    "PriceBar",
     "PriceTick",
     "ProductionChanged",
+    "TrainRequested",
     "utcnow",
 ]

@@ -13,8 +13,10 @@ from metalcast_core._events import (
     DeadLetter,
     Event,
     ModelsTrained,
+    PriceBar,
     PriceTick,
     ProductionChanged,
+    TrainRequested,
 )
 
 E = TypeVar("E", bound=Event)
@@ -76,7 +78,14 @@ TICKS: Topic[PriceTick] = Topic(
 TICKS_DLQ: Topic[DeadLetter] = Topic(
     "prices.ticks.dlq", DeadLetter, partitions=1, retention_ms=30 * _DAY_MS
 )
+BARS: Topic[PriceBar] = Topic("prices.bars.v1", PriceBar, partitions=6)
+BARS_DLQ: Topic[DeadLetter] = Topic(
+    "prices.bars.dlq", DeadLetter, partitions=1, retention_ms=30 * _DAY_MS
+)
 BATCH_LOADED: Topic[BatchLoaded] = Topic("pipeline.batch-loaded.v1", BatchLoaded, partitions=1)
+TRAIN_REQUESTED: Topic[TrainRequested] = Topic(
+    "pipeline.train-requested.v1", TrainRequested, partitions=12
+)
 MODELS_TRAINED: Topic[ModelsTrained] = Topic("models.trained.v1", ModelsTrained, partitions=1)
 PRODUCTION_CHANGED: Topic[ProductionChanged] = Topic(
     "models.production.v1", ProductionChanged, partitions=1
@@ -85,7 +94,10 @@ PRODUCTION_CHANGED: Topic[ProductionChanged] = Topic(
 ALL_TOPICS: tuple[Topic[Any], ...] = (
     TICKS,
     TICKS_DLQ,
+    BARS,
+    BARS_DLQ,
     BATCH_LOADED,
+    TRAIN_REQUESTED,
     MODELS_TRAINED,
     PRODUCTION_CHANGED,
 )
@@ -93,4 +105,9 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
 # Consumer groups, named once: the services' default ``group_id`` and the watch's lag checks
 # read these. SINK_GROUP consumes TICKS; TRAINER_GROUP consumes BATCH_LOADED.
 SINK_GROUP = "metalcast-sink"
+# BARS is consumed by the sink's bar loop (`metalcast sink bars`) in a group of its own.
+BAR_SINK_GROUP = "metalcast-sink-bars"
 TRAINER_GROUP = "metalcast-trainer"
+# TRAIN_REQUESTED is consumed by every trainer instance in this group: each gets a share of
+# the instruments (their partitions).
+INSTRUMENT_TRAINER_GROUP = "metalcast-trainer-instruments"

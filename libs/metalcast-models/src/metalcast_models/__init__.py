@@ -23,7 +23,12 @@ from metalcast_models.fitting import FitResult, fit_frame, normalise_frame, wind
 from metalcast_models.forecast import predict_with_intervals
 from metalcast_models.metrics import insample_metrics
 from metalcast_models.model import Model
-from metalcast_models.parallel import FitPool, fit_many, single_threaded_blas
+from metalcast_models.parallel import (
+    FitPool,
+    blas_process_pool,
+    fit_many,
+    single_threaded_blas,
+)
 
 __all__ = [
     "FAMILIES",
@@ -37,6 +42,7 @@ __all__ = [
     "SavedArtifact",
     "TrainingData",
     "artifact_path",
+    "blas_process_pool",
     "check_artifact",
     "fit_frame",
     "fit_many",

@@ -109,6 +109,25 @@ def _fit_chunk(
     )
 
 
+def blas_process_pool(workers: int, warm_family: str | None = "naive") -> ProcessPoolExecutor:
+    """A spawned process pool whose workers run one BLAS/OpenMP thread each (for callers that
+    submit their own functions, e.g. the trainer's backtests); with ``warm_family`` every
+    worker imports sktime and fits once before this returns."""
+    env = dict(SINGLE_THREAD_ENV)
+    executor = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(env,),
+    )
+    if warm_family is not None:
+        with _scoped_environ(env):
+            futures = [executor.submit(_warm_worker, warm_family) for _ in range(workers)]
+        for future in futures:
+            future.result()
+    return executor
+
+
 class FitPool:
     """A process pool that fits many series; use as a context manager or call ``close``."""
 

@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from metalcast_api.analytics.views import router as analytics_router
 from metalcast_api.config import ApiSettings
 from metalcast_api.dashboard.views import STATIC_DIR
 from metalcast_api.dashboard.views import router as dashboard_router
 from metalcast_api.forecasts.views import router as forecasts_router
+from metalcast_api.instruments.views import router as instruments_router
 from metalcast_api.metrics import ApiMetrics, MetricsMiddleware
 from metalcast_api.models.views import router as models_router
 from metalcast_api.ops.views import router as ops_router
@@ -77,6 +79,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(prices_router)
     app.include_router(models_router)
     app.include_router(forecasts_router)
+    app.include_router(instruments_router)
+    app.include_router(analytics_router)
     app.include_router(stream_router)
     app.include_router(ops_router)
     app.include_router(dashboard_router)

@@ -18,6 +18,9 @@ class ApiSection(BaseModel):
     # placeholder is accepted locally and refused when environment=production.
     api_key: SecretStr = SecretStr("changethis")
     max_horizon_h: int = Field(default=168, ge=1, le=24 * 366)
+    # Daily instruments (stocks, ETFs) forecast at most this many days ahead, unless their
+    # catalogue entry says otherwise (model.horizon).
+    max_horizon_days: int = Field(default=366, ge=1, le=3660)
     # Longest range /history and /analytics answer in one response.
     max_range_days: int = Field(default=400, ge=1, le=36_600)
     # Empty: CORS off (the dashboard is served by the API itself).

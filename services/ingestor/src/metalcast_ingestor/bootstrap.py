@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,15 +13,29 @@ from typing import Any
 
 import httpx
 
-from metalcast_core import configure_logging, ensure_topics, make_producer, serve_status
+from metalcast_core import (
+    Catalogue,
+    Instrument,
+    configure_logging,
+    connect,
+    ensure_topics,
+    fetch_catalogue,
+    load_catalogue_file,
+    make_producer,
+    serve_status,
+)
 from metalcast_ingestor.config import IngestorSettings
 from metalcast_ingestor.observe import IngestorObserver
-from metalcast_ingestor.publisher import PublishStats, TickPublisher
+from metalcast_ingestor.publisher import BarPublisher, PublishStats, TickPublisher
 from metalcast_ingestor.runner import backfill as run_backfill
-from metalcast_ingestor.runner import poll_once, publish_stream, run_schedule
+from metalcast_ingestor.runner import fetch_bars, poll_once, publish_stream, run_schedule
+from metalcast_ingestor.sources._budget import BudgetStatus, RequestBudget
+from metalcast_ingestor.sources.alphavantage import AlphaVantageSource
 from metalcast_ingestor.sources.base import PriceSource
 from metalcast_ingestor.sources.registry import SourceParams, build_source
 from metalcast_ingestor.sources.replay import ReplaySource
+
+log = logging.getLogger(__name__)
 
 
 def configure(settings: IngestorSettings) -> None:
@@ -32,33 +47,91 @@ def current_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def _params(settings: IngestorSettings) -> SourceParams:
+def budget(settings: IngestorSettings) -> RequestBudget:
+    return RequestBudget(settings.ingest.budget_file, settings.ingest.daily_requests)
+
+
+def budget_status(settings: IngestorSettings) -> list[BudgetStatus]:
+    """Today's requests per provider with a daily budget (``metalcast ingest --budget``)."""
+    tracker = budget(settings)
+    return [tracker.status(p) for p in sorted(settings.ingest.daily_requests)]
+
+
+async def load_catalogue(settings: IngestorSettings) -> Catalogue:
+    """The instrument catalogue: ``ref.instruments``, or the file when so configured or when
+    the database cannot be reached (said in the log)."""
+    instruments: list[Instrument] | None = None
+    if settings.ingest.catalogue == "database":
+        try:
+            conn = await connect(settings.postgres)
+            try:
+                instruments = await fetch_catalogue(conn)
+            finally:
+                await conn.close()
+        except (TimeoutError, OSError) as exc:
+            log.warning("catalogue: database unreachable (%s); reading the file", exc)
+        except Exception as exc:  # e.g. not migrated yet: the file is the reviewed copy
+            log.warning("catalogue: %s: %s; reading the file", type(exc).__name__, exc)
+    if instruments is None:
+        instruments = load_catalogue_file(settings.ingest.catalogue_file)
+    return Catalogue(instruments, extra=settings.known_symbols)
+
+
+def _params(settings: IngestorSettings, catalogue: Catalogue | None = None) -> SourceParams:
     ing = settings.ingest
-    return SourceParams.from_settings(ing)
+    if catalogue is None:
+        return SourceParams.from_settings(ing, budget=budget(settings))
+    providers = {p for i in catalogue.instruments for p in i.providers}
+    return SourceParams.from_settings(
+        ing,
+        provider_ids={p: catalogue.served_by(p) for p in providers},
+        currencies={i.symbol: i.currency for i in catalogue.instruments},
+        budget=budget(settings),
+    )
 
 
 @asynccontextmanager
-async def _publisher(settings: IngestorSettings) -> AsyncIterator[TickPublisher]:
+async def _publisher(
+    settings: IngestorSettings, catalogue: Catalogue | None = None
+) -> AsyncIterator[TickPublisher]:
     await ensure_topics(settings.kafka)
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
-        yield TickPublisher(producer, settings.kafka, settings.known_symbols)
+        known = settings.known_symbols if catalogue is None else catalogue
+        yield TickPublisher(producer, settings.kafka, known)
     finally:
         await producer.stop()
 
 
 @asynccontextmanager
 async def _sources(
-    settings: IngestorSettings, names: Sequence[str]
+    settings: IngestorSettings, names: Sequence[str], catalogue: Catalogue | None = None
 ) -> AsyncIterator[list[PriceSource]]:
     async with httpx.AsyncClient(timeout=settings.ingest.http_timeout_s) as client:
-        sources = [build_source(n, client, _params(settings)) for n in names]
+        sources = [build_source(n, client, _params(settings, catalogue)) for n in names]
         try:
             yield sources
         finally:
             for s in sources:
                 await s.aclose()
+
+
+def per_source_symbols(
+    sources: Sequence[PriceSource], catalogue: Catalogue, chosen: Sequence[str] | None
+) -> dict[str, list[str]]:
+    """For each catalogue-driven source (CoinGecko, Alpha Vantage): the catalogued symbols it
+    serves (those of ``chosen`` only, when given), its ids brought up to date."""
+    out: dict[str, list[str]] = {}
+    for source in sources:
+        if not getattr(source, "catalogue_driven", False):
+            continue
+        served = catalogue.served_by(source.name)
+        if served:
+            source.codes = served  # type: ignore[attr-defined]
+        symbols = sorted(served or source.codes)  # type: ignore[attr-defined]
+        out[source.name] = [s for s in symbols if chosen is None or s in chosen]
+    return out
 
 
 def _summary(stats: PublishStats) -> dict[str, Any]:
@@ -67,11 +140,59 @@ def _summary(stats: PublishStats) -> dict[str, Any]:
     return out
 
 
+def chosen_symbols(settings: IngestorSettings) -> list[str] | None:
+    """The symbols asked for (``--symbols`` or ``METALCAST_INGEST__SYMBOLS``), or ``None``:
+    then the metals for the metal sources, every catalogued instrument for a
+    catalogue-driven source (CoinGecko, Alpha Vantage)."""
+    if "symbols" in settings.ingest.model_fields_set:
+        return list(settings.ingest.symbols)
+    return None
+
+
 async def backfill(
     settings: IngestorSettings, source: str, start: datetime, end: datetime
 ) -> dict[str, Any]:
-    async with _publisher(settings) as pub, _sources(settings, [source]) as (src,):
-        return _summary(await run_backfill(src, settings.ingest.symbols, start, end, pub))
+    symbols = chosen_symbols(settings)
+    catalogue = await load_catalogue(settings)
+    async with (
+        _publisher(settings, catalogue) as pub,
+        _sources(settings, [source], catalogue) as (src,),
+    ):
+        wanted = per_source_symbols([src], catalogue, symbols).get(
+            src.name, list(symbols or settings.ingest.symbols)
+        )
+        stats = await run_backfill(src, wanted, start, end, pub)
+        return {**_summary(stats), "failures": list(getattr(src, "failures", []))}
+
+
+async def bars(settings: IngestorSettings, source: str, full: bool) -> dict[str, Any]:
+    """Daily bars of the chosen symbols (default: every catalogued instrument the source
+    serves)."""
+    symbols = chosen_symbols(settings)
+    catalogue = await load_catalogue(settings)
+    async with (
+        _bar_publisher(settings, catalogue) as pub,
+        _sources(settings, [source], catalogue) as (src,),
+    ):
+        if not isinstance(src, AlphaVantageSource):
+            raise ValueError(f"{source} serves no daily bars; alphavantage does")
+        wanted = per_source_symbols([src], catalogue, symbols)[src.name]
+        stats = await fetch_bars(src, wanted, full, pub)
+        status = budget(settings).status(src.name)
+        return {**_summary(stats), "failures": src.failures, "budget": status.as_json()}
+
+
+@asynccontextmanager
+async def _bar_publisher(
+    settings: IngestorSettings, catalogue: Catalogue
+) -> AsyncIterator[BarPublisher]:
+    await ensure_topics(settings.kafka)
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        yield BarPublisher(producer, settings.kafka, catalogue)
+    finally:
+        await producer.stop()
 
 
 async def replay(settings: IngestorSettings, file: Path) -> dict[str, Any]:
@@ -81,11 +202,14 @@ async def replay(settings: IngestorSettings, file: Path) -> dict[str, Any]:
 
 
 async def poll(settings: IngestorSettings, names: Sequence[str] | None) -> dict[str, Any]:
+    chosen = chosen_symbols(settings)
+    catalogue = await load_catalogue(settings)
     async with (
-        _publisher(settings) as pub,
-        _sources(settings, names or settings.ingest.sources) as sources,
+        _publisher(settings, catalogue) as pub,
+        _sources(settings, names or settings.ingest.sources, catalogue) as sources,
     ):
-        report = await poll_once(sources, settings.ingest.symbols, pub)
+        wanted = per_source_symbols(sources, catalogue, chosen)
+        report = await poll_once(sources, settings.ingest.symbols, pub, per_source=wanted)
         return {**_summary(report.stats), "failures": report.failures}
 
 
@@ -93,12 +217,21 @@ async def schedule(
     settings: IngestorSettings, names: Sequence[str] | None, stop: asyncio.Event
 ) -> None:
     """Poll every interval until ``stop``, with ``/metrics`` and ``/healthz`` on
-    ``metrics_host:metrics_port`` meanwhile."""
+    ``metrics_host:metrics_port`` meanwhile; the catalogue is read again before each poll, so
+    a coin added with `metalcast instruments add` is polled from the next one on."""
     ing = settings.ingest
+    chosen = chosen_symbols(settings)
+    catalogue = await load_catalogue(settings)
     async with (
-        _publisher(settings) as pub,
-        _sources(settings, names or ing.sources) as sources,
+        _publisher(settings, catalogue) as pub,
+        _sources(settings, names or ing.sources, catalogue) as sources,
     ):
+
+        async def wanted() -> Mapping[str, Sequence[str]]:
+            fresh = await load_catalogue(settings)
+            catalogue.replace(fresh.instruments)
+            return per_source_symbols(sources, catalogue, chosen)
+
         seen = IngestorObserver([s.name for s in sources])
         async with serve_status(
             "ingestor",
@@ -108,5 +241,12 @@ async def schedule(
             ing.metrics_port,
         ):
             await run_schedule(
-                sources, ing.symbols, pub, ing.interval_s, ing.align, stop, observer=seen
+                sources,
+                ing.symbols,
+                pub,
+                ing.interval_s,
+                ing.align,
+                stop,
+                observer=seen,
+                per_source=wanted,
             )

@@ -68,10 +68,32 @@ Symbols = Annotated[
 
 def make_app(settings_factory: SettingsFactory) -> typer.Typer:
     app = typer.Typer(
-        no_args_is_help=True,
         help="Fetch prices and publish them to prices.ticks.v1: on a schedule, once, a backfill "
-        "of a range, or a file replay.",
+        "of a range, or a file replay; daily bars to prices.bars.v1 (`bars`).",
     )
+
+    @app.callback(invoke_without_command=True)
+    def main(
+        ctx: typer.Context,
+        budget: Annotated[
+            bool,
+            typer.Option(
+                "--budget", help="Print today's requests used and left per provider, and exit."
+            ),
+        ] = False,
+    ) -> None:
+        if ctx.invoked_subcommand is not None:
+            return
+        if not budget:
+            typer.echo(ctx.get_help())
+            raise typer.Exit(0)
+        from metalcast_ingestor import bootstrap
+
+        for status in bootstrap.budget_status(settings_factory()):
+            typer.echo(
+                f"{status.provider}: {status.used} of {status.limit} requests used on "
+                f"{status.day.isoformat()} (UTC), {status.left} left"
+            )
 
     def _settings(symbols: list[str] | None = None) -> IngestorSettings:
         from metalcast_ingestor import bootstrap
@@ -84,6 +106,15 @@ def make_app(settings_factory: SettingsFactory) -> typer.Typer:
 
     def _print(stats: dict[str, Any]) -> None:
         typer.echo(json.dumps(stats, default=str))
+
+    def _report_failures(result: dict[str, Any]) -> None:
+        """Parts of a request the provider refused (a plan's limit, an unknown id): said on
+        stderr, and the exit status is 1; what could be fetched was published."""
+        failures = result.get("failures") or []
+        for failure in failures:
+            typer.echo(f"not fetched: {failure}", err=True)
+        if failures:
+            raise typer.Exit(1)
 
     @app.command()
     def schedule(source: Sources = None, symbols: Symbols = None) -> None:
@@ -131,7 +162,35 @@ def make_app(settings_factory: SettingsFactory) -> typer.Typer:
         from metalcast_ingestor import bootstrap
 
         begin, stop_at = backfill_window(days, start, end)
-        _print(asyncio.run(bootstrap.backfill(_settings(symbols), source, begin, stop_at)))
+        result = asyncio.run(bootstrap.backfill(_settings(symbols), source, begin, stop_at))
+        _print(result)
+        _report_failures(result)
+
+    @app.command()
+    def bars(
+        source: Annotated[str, typer.Option(help="The source of daily bars.")] = "alphavantage",
+        full: Annotated[
+            bool,
+            typer.Option(
+                "--full/--compact",
+                help="The whole history (outputsize=full) or the last 100 trading days.",
+            ),
+        ] = False,
+        symbols: Symbols = None,
+    ) -> None:
+        """Publish daily bars (open, high, low, close, volume) to prices.bars.v1, one request
+        per symbol (default: every catalogued instrument the source serves); print what was
+        published, the failures and the day's request budget."""
+        from metalcast_ingestor import bootstrap
+        from metalcast_ingestor.sources.base import SourceUnavailable
+
+        try:
+            result = asyncio.run(bootstrap.bars(_settings(symbols), source, full))
+        except SourceUnavailable as exc:  # throttled, budget spent: retry later
+            typer.echo(f"stopped: {exc}", err=True)
+            raise typer.Exit(1) from None
+        _print(result)
+        _report_failures(result)
 
     @app.command()
     def replay(

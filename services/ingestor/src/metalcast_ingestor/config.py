@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
@@ -34,6 +35,15 @@ class IngestSection(BaseModel):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9103, ge=0, le=65535)
     stall_after_s: float = Field(default=300.0, gt=0)
+    alphavantage_key: SecretStr | None = None
+    # Where the instrument catalogue comes from: the database (ref.instruments), falling
+    # back to the file when the database cannot be reached; or the file only.
+    catalogue: Literal["database", "file"] = "database"
+    catalogue_file: Path | None = None  # default: infra/instruments.toml
+    # Per-provider request counts per UTC day (`metalcast ingest --budget`).
+    budget_file: Path = Path.home() / ".cache" / "metalcast" / "request-budget.json"
+    # Requests a day each provider allows (Alpha Vantage's free plan: 25).
+    daily_requests: dict[str, int] = Field(default_factory=lambda: {"alphavantage": 25})
 
 
 class IngestorSettings(ServiceSettings):

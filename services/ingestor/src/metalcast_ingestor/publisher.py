@@ -13,7 +13,18 @@ from datetime import datetime
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from metalcast_core import TICKS, TICKS_DLQ, DeadLetter, KafkaSettings, PriceTick, tick_problem
+from metalcast_core import (
+    BARS,
+    BARS_DLQ,
+    TICKS,
+    TICKS_DLQ,
+    DeadLetter,
+    KafkaSettings,
+    PriceBar,
+    PriceTick,
+    bar_problem,
+    tick_problem,
+)
 from metalcast_core import utcnow as _utcnow
 from metalcast_ingestor.sources.base import Fetched, Rejected
 
@@ -127,3 +138,92 @@ class TickPublisher:
                 await self._producer.send_batch(batch, self._ticks_topic, partition=partition)
             )
         return futures
+
+
+class BarPublisher:
+    """Daily bars: good ones to ``prices.bars.v1`` (key = symbol), the rest to
+    ``prices.bars.dlq`` with the reason. Several messages per request."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        kafka: KafkaSettings,
+        known_symbols: Collection[str],
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._producer = producer
+        self._topic = kafka.topic_name(BARS)
+        self._dlq_topic = kafka.topic_name(BARS_DLQ)
+        self._known = known_symbols
+        self._clock = clock
+        self._partition_of: dict[str, int] = {}
+
+    async def publish(self, fetched: Iterable[PriceBar | Rejected]) -> PublishStats:
+        stats = PublishStats()
+        now = self._clock()
+        good: list[PriceBar] = []
+        dead: list[DeadLetter] = []
+        for item in fetched:
+            if isinstance(item, Rejected):
+                dead.append(
+                    DeadLetter(
+                        stage="ingestor",
+                        source=item.source,
+                        reason=item.reason,
+                        original=item.original,
+                    ).within()
+                )
+                continue
+            problem = bar_problem(item, self._known, now)
+            if problem is not None:
+                dead.append(
+                    DeadLetter(
+                        stage="ingestor",
+                        source=item.source,
+                        reason=problem,
+                        original=BARS.encode(item),
+                    ).within()
+                )
+                continue
+            good.append(item)
+            stats.by_symbol[item.symbol] += 1
+        futures: list[asyncio.Future[object]] = []
+        by_partition: dict[int, list[PriceBar]] = defaultdict(list)
+        for bar in good:
+            by_partition[await self._partition(bar.symbol)].append(bar)
+        for partition, bars in by_partition.items():
+            batch = self._producer.create_batch()
+            for bar in bars:
+                key, value = bar.symbol.encode(), BARS.encode(bar)
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(
+                        await self._producer.send_batch(batch, self._topic, partition=partition)
+                    )
+                    batch = self._producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            if batch.record_count():
+                futures.append(
+                    await self._producer.send_batch(batch, self._topic, partition=partition)
+                )
+        for letter in dead:
+            futures.append(
+                await self._producer.send(
+                    self._dlq_topic, BARS_DLQ.encode(letter), key=letter.source.encode()
+                )
+            )
+        await asyncio.gather(*futures)
+        stats.published = len(good)
+        stats.dead_lettered = len(dead)
+        stats.reasons = [d.reason for d in dead[:20]]
+        for d in dead[:5]:
+            log.warning("bar dead-lettered from %s: %s", d.source, d.reason)
+        return stats
+
+    async def _partition(self, symbol: str) -> int:
+        """Kafka's default partitioner on the key: all bars of a symbol in one partition."""
+        if symbol not in self._partition_of:
+            partitions = sorted(await self._producer.partitions_for(self._topic))
+            self._partition_of[symbol] = DefaultPartitioner()(
+                symbol.encode(), partitions, partitions
+            )
+        return self._partition_of[symbol]

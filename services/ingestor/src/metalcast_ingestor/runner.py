@@ -7,7 +7,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -15,7 +15,8 @@ from typing import Protocol
 from tqdm import tqdm
 
 from metalcast_core import utcnow
-from metalcast_ingestor.publisher import PublishStats, TickPublisher
+from metalcast_ingestor.publisher import BarPublisher, PublishStats, TickPublisher
+from metalcast_ingestor.sources.alphavantage import AlphaVantageSource
 from metalcast_ingestor.sources.base import Fetched, PriceSource, Rejected, SourceError
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,18 @@ async def poll_once(
     symbols: Sequence[str],
     publisher: TickPublisher,
     observer: PollObserver | None = None,
+    per_source: Mapping[str, Sequence[str]] | None = None,
 ) -> PollReport:
-    """Ask every source for its latest prices; a failing source does not stop the others."""
+    """Ask every source for its latest prices; a failing source does not stop the others.
+    ``per_source``: the symbols to ask a source for by its name (e.g. every catalogued coin
+    for CoinGecko), instead of ``symbols``; a source with an empty list is not asked."""
     report = PollReport()
-    results = await asyncio.gather(*(s.latest(symbols) for s in sources), return_exceptions=True)
+    per_source = per_source or {}
+    asked = [s for s in sources if per_source.get(s.name, symbols)]
+    results = await asyncio.gather(
+        *(s.latest(per_source.get(s.name, symbols)) for s in asked), return_exceptions=True
+    )
+    sources = asked
     for source, result in zip(sources, results, strict=True):
         if isinstance(result, BaseException):
             if isinstance(result, SourceError):
@@ -71,6 +80,26 @@ def _wanted(source: PriceSource, symbols: Sequence[str]) -> list[str]:
     return [s for s in symbols if supported is None or s in supported]
 
 
+async def fetch_bars(
+    source: AlphaVantageSource,
+    symbols: Sequence[str],
+    full: bool,
+    publisher: BarPublisher,
+    show_progress: bool = True,
+) -> PublishStats:
+    """Daily bars of every symbol, one request each, published as they come; a progress bar
+    counts the symbols."""
+    total = PublishStats()
+    with tqdm(
+        total=len(symbols), unit="symbol", desc=f"bars {source.name}", disable=not show_progress
+    ) as bar:
+        async for chunk in source.daily_bars(symbols, full=full):
+            total.add(await publisher.publish(chunk))
+            bar.update(1)
+            bar.set_postfix(published=total.published, dlq=total.dead_lettered)
+    return total
+
+
 def next_run(now: datetime, interval_s: float, align: bool) -> datetime:
     """The next poll time: the next multiple of the interval since the epoch when aligned."""
     if not align:
@@ -89,11 +118,14 @@ async def run_schedule(
     align: bool,
     stop: asyncio.Event,
     observer: PollObserver | None = None,
+    per_source: Callable[[], Awaitable[Mapping[str, Sequence[str]]]] | None = None,
 ) -> None:
-    """Poll at once, then at every interval boundary until ``stop`` is set."""
+    """Poll at once, then at every interval boundary until ``stop`` is set. ``per_source``
+    is asked before every poll (the catalogue, read again: additions need no restart)."""
     while not stop.is_set():
         started = time.monotonic()
-        report = await poll_once(sources, symbols, publisher, observer)
+        wanted = await per_source() if per_source is not None else None
+        report = await poll_once(sources, symbols, publisher, observer=observer, per_source=wanted)
         if observer is not None:
             observer.polled(time.monotonic() - started)
         log.info(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from metalcast_core import (
+    BARS,
     TICKS,
+    Catalogue,
     connect,
     ensure_topics,
     make_consumer,
@@ -17,10 +19,33 @@ from metalcast_core import (
     serve_status,
     wait_for_kafka,
 )
+from metalcast_sink.bars import BarSink, BarSinkStats
+from metalcast_sink.catalogue import keep_fresh, load_into
 from metalcast_sink.config import SinkSettings
 from metalcast_sink.observe import SinkObserver, watch_lag
 from metalcast_sink.outbox import batch_ids_published_since
 from metalcast_sink.service import Sink, SinkStats
+
+
+@contextlib.asynccontextmanager
+async def _catalogue(settings: SinkSettings) -> AsyncIterator[Catalogue]:
+    """The instrument catalogue (plus ``settings.known_symbols``), kept fresh while used. Its
+    first load is the sink's own first step on the database (``prepare``), retried while the
+    database is unreachable."""
+    catalogue = Catalogue(extra=settings.known_symbols)
+    done = asyncio.Event()
+    task = asyncio.create_task(
+        keep_fresh(
+            catalogue, lambda: connect(settings.postgres), settings.sink.catalogue_refresh_s, done
+        )
+    )
+    try:
+        yield catalogue
+    finally:
+        done.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def run_sink(
@@ -45,41 +70,81 @@ async def run_sink(
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
-        sink = Sink(
-            settings,
-            consumer,
-            producer,
-            lambda: connect(settings.postgres),
-            published_since=lambda since: batch_ids_published_since(settings.kafka, since),
-        )
-        cfg = settings.sink
-        seen = SinkObserver(sink.stats)
-        sink.on_stored = seen.stored
-        consumer.subscribe([settings.kafka.topic_name(TICKS)], listener=sink.listener())
+        async with _catalogue(settings) as known:
+            sink = Sink(
+                settings,
+                consumer,
+                producer,
+                lambda: connect(settings.postgres),
+                known,
+                prepare=lambda conn: load_into(known, conn),
+                published_since=lambda since: batch_ids_published_since(settings.kafka, since),
+            )
+            cfg = settings.sink
+            seen = SinkObserver(sink.stats)
+            sink.on_stored = seen.stored
+            consumer.subscribe([settings.kafka.topic_name(TICKS)], listener=sink.listener())
+            await consumer.start()
+            try:
+                # What start-up built lives as long as the process: out of the collector's
+                # sight, so that its passes over the many short-lived objects per batch stay
+                # short.
+                gc.collect()
+                gc.freeze()
+                async with serve_status(
+                    "sink",
+                    seen.registry,
+                    lambda: seen.health(cfg.stall_after_s),
+                    cfg.metrics_host,
+                    0 if until_idle else cfg.metrics_port,
+                ) as server:
+                    # The lag is read only for a server to show (not during a one-shot drain).
+                    lag = None
+                    if server is not None:
+                        lag = asyncio.create_task(watch_lag(consumer, seen, cfg.lag_every_s))
+                    try:
+                        return await sink.run(stop=stop, until_idle=until_idle)
+                    finally:
+                        if lag is not None:
+                            lag.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await lag
+            finally:
+                await consumer.stop()
+    finally:
+        await producer.stop()
+
+
+async def run_bar_sink(
+    settings: SinkSettings,
+    stop: asyncio.Event | None = None,
+    until_idle: bool = False,
+    consumer_options: Mapping[str, Any] | None = None,
+) -> BarSinkStats:
+    """Consume ``prices.bars.v1`` into ``prices.bars`` (``metalcast sink bars``)."""
+    await ensure_topics(settings.kafka)
+    consumer = make_consumer(
+        settings.kafka,
+        [settings.kafka.topic_name(BARS)],
+        group_id=settings.sink.bars_group_id,
+        max_poll_records=settings.sink.max_batch,
+        **(consumer_options or {}),
+    )
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
         await consumer.start()
         try:
-            # What start-up built lives as long as the process: out of the collector's sight,
-            # so that its passes over the many short-lived objects per batch stay short.
-            gc.collect()
-            gc.freeze()
-            async with serve_status(
-                "sink",
-                seen.registry,
-                lambda: seen.health(cfg.stall_after_s),
-                cfg.metrics_host,
-                0 if until_idle else cfg.metrics_port,
-            ) as server:
-                # The lag is read only for a server to show (not during a one-shot drain).
-                lag = None
-                if server is not None:
-                    lag = asyncio.create_task(watch_lag(consumer, seen, cfg.lag_every_s))
-                try:
-                    return await sink.run(stop=stop, until_idle=until_idle)
-                finally:
-                    if lag is not None:
-                        lag.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await lag
+            async with _catalogue(settings) as known:
+                sink = BarSink(
+                    settings,
+                    consumer,
+                    producer,
+                    lambda: connect(settings.postgres),
+                    known,
+                    prepare=lambda conn: load_into(known, conn),
+                )
+                return await sink.run(stop=stop, until_idle=until_idle)
         finally:
             await consumer.stop()
     finally:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from metalcast_sink.dlq import Letter
 
 SettingsFactory = Callable[[], "SinkSettings"]
+T = TypeVar("T")
 Reason = Annotated[
     str | None, typer.Option(help="Only letters whose reason contains this (any case).")
 ]
@@ -55,6 +57,152 @@ def make_app(settings_factory: SettingsFactory) -> typer.Typer:
         typer.echo(json.dumps(dataclasses.asdict(stats)))
 
     app.add_typer(make_dlq_app(settings_factory), name="dlq")
+
+    @app.command("bars")
+    def bars(
+        until_idle: Annotated[
+            bool, typer.Option(help="Stop once every partition is consumed to its end.")
+        ] = False,
+    ) -> None:
+        """Consume prices.bars.v1 (daily bars) into prices.bars until stopped; print the
+        counters as JSON."""
+        from metalcast_core import configure_logging, run_until_signal
+        from metalcast_sink.bootstrap import run_bar_sink
+
+        settings = settings_factory()
+        configure_logging(settings.log_level)
+        stats = run_until_signal(
+            lambda stop: run_bar_sink(settings, stop=stop, until_idle=until_idle)
+        )
+        typer.echo(json.dumps(dataclasses.asdict(stats)))
+
+    return app
+
+
+def make_instruments_app(settings_factory: SettingsFactory) -> typer.Typer:
+    """``metalcast instruments``: the instrument catalogue (ref.instruments) that the sink,
+    the ingestor, the trainer and the API read."""
+    app = typer.Typer(
+        no_args_is_help=True,
+        help="The instrument catalogue (ref.instruments): list, add, remove, and sync it from "
+        "infra/instruments.toml. Changes take effect without a redeploy.",
+    )
+
+    def _run(work: Callable[[Any], Awaitable[T]]) -> T:
+        from metalcast_core import connect
+
+        settings = settings_factory()
+
+        async def go() -> T:
+            conn = await connect(settings.postgres)
+            try:
+                return await work(conn)
+            finally:
+                await conn.close()
+
+        return asyncio.run(go())
+
+    @app.command("list")
+    def list_(
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    ) -> None:
+        """Every catalogued instrument: symbol, kind, cadence, currency, unit, providers."""
+        from metalcast_core import fetch_catalogue
+
+        for inst in _run(fetch_catalogue):
+            if as_json:
+                typer.echo(inst.model_dump_json())
+                continue
+            providers = ", ".join(f"{p}={c}" for p, c in sorted(inst.providers.items()))
+            model = f"x_size {inst.model.x_size}" if inst.model else "no model"
+            typer.echo(
+                f"{inst.symbol:<8} {inst.kind:<7} {inst.cadence:<7} {inst.currency} "
+                f"{inst.unit or '-':<11} {model:<10} {providers}"
+            )
+
+    @app.command("add")
+    def add(
+        symbol: Annotated[str, typer.Argument(help="Our symbol, e.g. SOL or QQQ.")],
+        kind: Annotated[str, typer.Option(help="metal, crypto, equity, etf, fx or macro.")],
+        provider: Annotated[
+            list[str],
+            typer.Option(
+                "--provider",
+                help="PROVIDER=ID, e.g. coingecko=solana or alphavantage=QQQ; repeat for more.",
+            ),
+        ],
+        cadence: Annotated[str, typer.Option(help="hourly (ticks) or daily (bars).")] = "hourly",
+        currency: Annotated[str, typer.Option(help="ISO 4217 code of its prices.")] = "USD",
+        unit: Annotated[str, typer.Option(help="What one price is for: coin, share, ...")] = "",
+        name: Annotated[str, typer.Option(help="A human name.")] = "",
+        x_size: Annotated[
+            int | None,
+            typer.Option(help="Train a model on this many entries (hours or days)."),
+        ] = None,
+        candidate: Annotated[
+            list[str] | None,
+            typer.Option(help="A model family to backtest (with --x-size); repeat for more."),
+        ] = None,
+    ) -> None:
+        """Add an instrument, or change it if the symbol is catalogued already."""
+        from pydantic import ValidationError
+
+        from metalcast_core import Instrument, ModelConfig, upsert_instruments
+
+        providers: dict[str, str] = {}
+        for item in provider:
+            key, sep, code = item.partition("=")
+            if not sep or not key.strip() or not code.strip():
+                raise typer.BadParameter(f"{item!r} is not PROVIDER=ID", param_hint="'--provider'")
+            providers[key.strip()] = code.strip()
+        model = None
+        if x_size is not None:
+            model = ModelConfig(
+                x_size=x_size, candidates=tuple(candidate or ModelConfig().candidates)
+            )
+        try:
+            inst = Instrument(
+                symbol=symbol.upper(),
+                name=name,
+                kind=kind,  # validated by the model
+                currency=currency.upper(),
+                unit=unit,
+                cadence=cadence,
+                providers=providers,
+                model=model,
+            )
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            raise typer.BadParameter(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        changed = _run(lambda conn: upsert_instruments(conn, [inst]))
+        typer.echo(f"{inst.symbol}: {'added or changed' if changed else 'unchanged'}")
+
+    @app.command("remove")
+    def remove(symbol: Annotated[str, typer.Argument(help="The symbol to drop.")]) -> None:
+        """Drop an instrument from the catalogue (its stored prices stay)."""
+        from metalcast_core import remove_instrument
+
+        if not _run(lambda conn: remove_instrument(conn, symbol.upper())):
+            raise typer.BadParameter(f"{symbol.upper()} is not catalogued")
+        typer.echo(f"{symbol.upper()}: removed")
+
+    @app.command("sync")
+    def sync(
+        file: Annotated[
+            Path | None,
+            typer.Option(help="The catalogue file. Default: infra/instruments.toml."),
+        ] = None,
+    ) -> None:
+        """Upsert every entry of the catalogue file into ref.instruments."""
+        from metalcast_core import CatalogueError, load_catalogue_file, upsert_instruments
+
+        try:
+            instruments = load_catalogue_file(file)
+        except (CatalogueError, OSError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--file'") from None
+        changed = _run(lambda conn: upsert_instruments(conn, instruments))
+        typer.echo(f"{len(instruments)} instrument(s) in the file, {changed} added or changed")
+
     return app
 
 

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from metalcast_core import SINK_GROUP, ServiceSettings
+from metalcast_core import BAR_SINK_GROUP, SINK_GROUP, ServiceSettings
 
 
 class SinkSection(BaseModel):
@@ -37,6 +37,11 @@ class SinkSection(BaseModel):
     # /healthz fails when no batch was written for this long while messages wait (or
     # Kafka's offsets could not be read for this long).
     stall_after_s: float = Field(default=120.0, gt=0)
+    # The instrument catalogue (ref.instruments) is read again this often: an instrument
+    # added with `metalcast instruments add` is accepted within this many seconds.
+    catalogue_refresh_s: float = Field(default=30.0, gt=0)
+    # The daily-bar loop (`metalcast sink bars`): its own consumer group on prices.bars.v1.
+    bars_group_id: str = BAR_SINK_GROUP
 
 
 class SinkSettings(ServiceSettings):

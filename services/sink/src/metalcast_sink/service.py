@@ -126,17 +126,24 @@ class Sink:
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         connect: Connect,
+        known: Collection[str] | None = None,
+        prepare: Callable[[asyncpg.Connection], Awaitable[object]] | None = None,
         published_since: PublishedSince | None = None,
     ) -> None:
-        """``published_since`` reads the batch-loaded topic back (see :func:`relay_stale`);
-        without it, an event left unmarked by a crash may be published twice."""
+        """``known``: the symbols to accept (the instrument catalogue, refreshed by the
+        composition root); by default ``settings.known_symbols``. ``prepare``: run on the
+        database (retried while it is unreachable) before the first batch is read, e.g. the
+        catalogue's first load. ``published_since`` reads the batch-loaded topic back (see
+        :func:`relay_stale`); without it, an event left unmarked by a crash may be published
+        twice."""
         self._settings = settings
         self._published_since = published_since
         self._consumer = consumer
         self._producer = producer
         self._connect = connect
         self._conn: asyncpg.Connection | None = None
-        self._known = frozenset(settings.known_symbols)
+        self._known = frozenset(settings.known_symbols) if known is None else known
+        self._prepare = prepare
         self._dlq_topic = settings.kafka.topic_name(TICKS_DLQ)
         self._loaded_topic = settings.kafka.topic_name(BATCH_LOADED)
         self.stats = SinkStats()
@@ -158,6 +165,8 @@ class Sink:
         """Consume until ``stop`` is set or, with ``until_idle``, until caught up."""
         stop = stop or asyncio.Event()
         try:
+            if self._prepare is not None:
+                await self._with_db(self._prepare)
             await self._with_db(self._publish_outbox)
             # Two stages: while one batch is written, the next is fetched and decoded, so
             # PostgreSQL's work and ours overlap. One batch at most waits in between; the

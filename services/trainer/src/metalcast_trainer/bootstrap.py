@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from metalcast_core import (
     BATCH_LOADED,
+    TRAIN_REQUESTED,
     create_pool,
     ensure_buckets,
     ensure_topics,
@@ -23,14 +24,16 @@ from metalcast_core import (
 from metalcast_models import single_threaded_blas
 from metalcast_trainer.config import TrainerSettings
 from metalcast_trainer.observe import TrainerObserver
-from metalcast_trainer.runner import RunReport, TrainingRunner
-from metalcast_trainer.service import Trainer, publish_report
+from metalcast_trainer.runner import LazyProcessPool, RunReport, TrainingRunner
+from metalcast_trainer.service import InstrumentTrainer, Trainer, publish_report
 
 
 @asynccontextmanager
-async def _runner(
-    settings: TrainerSettings,
-) -> AsyncIterator[tuple[TrainingRunner, AIOKafkaProducer]]:
+async def _runners(
+    settings: TrainerSettings, count: int = 1
+) -> AsyncIterator[tuple[list[TrainingRunner], AIOKafkaProducer]]:
+    """``count`` runners sharing the pool, S3, the producer and the process pool for
+    instruments' backtests (``trainer.workers``); each loop needs its own runner."""
     await wait_for_kafka(settings.kafka)  # a broker restarting: wait rather than exit
     await ensure_topics(settings.kafka)
     s3 = make_s3_client(settings.s3)
@@ -38,15 +41,27 @@ async def _runner(
     await asyncio.to_thread(ensure_buckets, s3, settings.s3, (settings.s3.models_bucket,))
     pool = await create_pool(settings.postgres)
     producer = make_producer(settings.kafka)
+    workers = settings.trainer.workers
+    executor = LazyProcessPool(workers) if workers else None
     try:
         with single_threaded_blas():  # many tiny fits: one BLAS thread each
             await producer.start()
-            runner = TrainingRunner(settings, pool, s3)
-            await runner.close_interrupted()
-            yield runner, producer
+            runners = [TrainingRunner(settings, pool, s3, executor) for _ in range(count)]
+            await runners[0].close_interrupted()
+            yield runners, producer
     finally:
         await producer.stop()
         await pool.close()
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown)
+
+
+@asynccontextmanager
+async def _runner(
+    settings: TrainerSettings,
+) -> AsyncIterator[tuple[TrainingRunner, AIOKafkaProducer]]:
+    async with _runners(settings) as (runners, producer):
+        yield runners[0], producer
 
 
 async def run_trainer(
@@ -55,20 +70,40 @@ async def run_trainer(
     consumer_options: Mapping[str, Any] | None = None,
 ) -> list[RunReport]:
     """Serve until ``stop``: train on every (coalesced) batch-loaded event, with ``/metrics``
-    and ``/healthz`` on ``metrics_host:metrics_port`` meanwhile."""
+    and ``/healthz`` on ``metrics_host:metrics_port`` meanwhile; with
+    ``trainer.dispatch_instruments``, also this instance's share of the instruments'
+    train requests (``pipeline.train-requested.v1``), in a consumer group of their own."""
     cfg = settings.trainer
-    async with _runner(settings) as (runner, producer):
-        await asyncio.to_thread(runner.warm_up)
+    dispatch = cfg.dispatch_instruments
+    async with _runners(settings, 2 if dispatch else 1) as (runners, producer):
+        await asyncio.to_thread(runners[0].warm_up)
         consumer = make_consumer(
             settings.kafka,
             [settings.kafka.topic_name(BATCH_LOADED)],
             group_id=settings.trainer.group_id,
             **(consumer_options or {}),
         )
+        requests = (
+            make_consumer(
+                settings.kafka,
+                [settings.kafka.topic_name(TRAIN_REQUESTED)],
+                group_id=settings.trainer.instrument_group_id,
+                **(consumer_options or {}),
+            )
+            if dispatch
+            else None
+        )
         await consumer.start()
         try:
             seen = TrainerObserver()
-            trainer = Trainer(settings, consumer, producer, runner, observer=seen)
+            trainer = Trainer(
+                settings,
+                consumer,
+                producer,
+                runners[0],
+                runners[0] if dispatch else None,
+                observer=seen,
+            )
             async with serve_status(
                 "trainer",
                 seen.registry,
@@ -76,8 +111,16 @@ async def run_trainer(
                 cfg.metrics_host,
                 cfg.metrics_port,
             ):
-                await trainer.serve(stop)
-            return trainer.runs
+                if requests is None:
+                    await trainer.serve(stop)
+                    return trainer.runs
+                await requests.start()
+                try:
+                    instruments = InstrumentTrainer(settings, requests, producer, runners[1])
+                    await asyncio.gather(trainer.serve(stop), instruments.serve(stop))
+                    return trainer.runs + instruments.runs
+                finally:
+                    await requests.stop()
         finally:
             await consumer.stop()
 

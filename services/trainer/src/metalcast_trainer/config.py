@@ -7,7 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from metalcast_core import METALS, TRAINER_GROUP, ServiceSettings
+from metalcast_core import (
+    INSTRUMENT_TRAINER_GROUP,
+    METALS,
+    TRAINER_GROUP,
+    ModelConfig,
+    ServiceSettings,
+)
 from metalcast_models import FAMILIES
 from metalcast_models.backtest import Candidate, Rules, make_candidate
 
@@ -77,6 +83,17 @@ class TrainerSection(BaseModel):
     stall_after_s: float = Field(default=60.0, gt=0)
     failed_runs_unhealthy: int = Field(default=3, ge=1)
     models_prefix: str = "models/"
+    # Catalogued instruments (other than the metals). With dispatch on, the instance that
+    # reads a batch-loaded event publishes one pipeline.train-requested.v1 event per touched
+    # instrument (key: symbol), and every instance trains the instruments of its share of
+    # that topic's partitions (group instrument_group_id); off: trained inline in the run.
+    dispatch_instruments: bool = True
+    instrument_group_id: str = INSTRUMENT_TRAINER_GROUP
+    # Backtests of instruments run in a process pool of this many workers (one BLAS thread
+    # each); 0: in threads of the trainer's own process.
+    workers: int = Field(default=2, ge=0, le=64)
+    # Instruments in flight at once within a run (their database work overlaps the pool's).
+    instrument_concurrency: int = Field(default=8, ge=1, le=256)
 
     @field_validator("candidates", mode="before")
     @classmethod
@@ -123,3 +140,25 @@ class TrainerSection(BaseModel):
 
 class TrainerSettings(ServiceSettings):
     trainer: TrainerSection = TrainerSection()
+
+
+def instrument_plan(
+    cfg: TrainerSection, model: ModelConfig
+) -> tuple[int, list[Candidate], Rules, TrainerSection]:
+    """An instrument's window size, candidates and rules from its catalogue entry; the
+    backtest settings (origins, horizon, calibration, promotion margins) are the trainer's.
+    The baseline is ``naive`` when it is among the candidates."""
+    specs = [
+        CandidateSpec(family=c) if isinstance(c, str) else CandidateSpec.model_validate(c)
+        for c in model.candidates
+    ]
+    labels = [s.label for s in specs]
+    section = cfg.model_copy(
+        update={
+            "x_size": model.x_size,
+            "candidates": specs,
+            "baseline": cfg.baseline if cfg.baseline in labels else None,
+        }
+    )
+    candidates = [make_candidate(s.family, model.x_size, s.hyperparameters, s.label) for s in specs]
+    return model.x_size, candidates, section.rules(), section

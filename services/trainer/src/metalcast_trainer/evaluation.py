@@ -3,8 +3,14 @@ trainer's settings turn into backtest calls (the runner and the benchmarks use i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
+import pandas as pd
+
+from metalcast_models import FitResult, SavedArtifact, check_artifact, save_forecaster
 from metalcast_models.backtest import (
     BacktestRun,
     CacheKey,
@@ -15,6 +21,8 @@ from metalcast_models.backtest import (
     run_backtest,
     score,
 )
+from metalcast_models.families import get_family
+from metalcast_models.fitting import fit_series
 from metalcast_trainer.config import TrainerSection
 
 
@@ -48,3 +56,23 @@ def backtest_and_score(
         for c in candidates
     }
     return bt, scores
+
+
+def fit_and_save(
+    ticker: str,
+    observed: pd.Series,
+    x_size: int,
+    family: str,
+    hyperparameters: dict[str, Any],
+    work: Path,
+) -> tuple[FitResult, SavedArtifact | None, str | None, str]:
+    """Fit, save and check the file reloads and predicts, in one call a process pool can run:
+    the result (without its forecaster), the saved file, the check's problem (``None``: it
+    passed) and the forecaster's class name."""
+    result = fit_series(ticker, observed, x_size, get_family(family), hyperparameters)
+    if not result.ok:
+        return dataclasses.replace(result, forecaster=None), None, None, ""
+    model_class = type(result.forecaster).__name__
+    saved = save_forecaster(result.forecaster, work, result.ticker)
+    problem = check_artifact(saved.path, expected_sha256=saved.sha256)
+    return dataclasses.replace(result, forecaster=None), saved, problem, model_class

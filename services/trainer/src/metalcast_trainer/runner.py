@@ -16,12 +16,14 @@ stays where it was for that metal.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pandas as pd
 
-from metalcast_core import BatchLoaded, metal_for
+from metalcast_core import BatchLoaded, Catalogue, Instrument, fetch_catalogue, metal_for
 from metalcast_models import (
     FitResult,
     GeneratedData,
@@ -42,6 +44,7 @@ from metalcast_models import (
 from metalcast_models.backtest import (
     Candidate,
     Decision,
+    Rules,
     Score,
     Series,
     decide,
@@ -53,8 +56,8 @@ from metalcast_models.families import get_family
 from metalcast_models.fitting import fit_frame, fit_series, jsonable, span_hours
 from metalcast_models.registry import PointerMove, VersionInfo
 from metalcast_trainer import store
-from metalcast_trainer.config import TrainerSettings
-from metalcast_trainer.evaluation import backtest_and_score
+from metalcast_trainer.config import TrainerSection, TrainerSettings, instrument_plan
+from metalcast_trainer.evaluation import backtest_and_score, fit_and_save
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -81,14 +84,118 @@ class RunReport:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How one series is trained: the window, the candidates, the rules and the backtest
+    settings. The metals' comes from the trainer's settings; an instrument's from its
+    catalogue entry (``model``)."""
+
+    x_size: int
+    candidates: list[Candidate]
+    rules: Rules
+    cfg: TrainerSection
+    cadence: str = "hourly"
+
+
+# An instrument's newest values, by cadence: the long views (docs/instruments.md).
+INSTRUMENT_SERIES_SQL = {
+    "hourly": """
+SELECT symbol, ts AS at, price::float8 AS value FROM (
+    SELECT symbol, ts, price, row_number() OVER (PARTITION BY symbol ORDER BY ts DESC) AS n
+    FROM analytics.instrument_prices_hourly WHERE symbol = ANY($1::text[])
+) AS s WHERE n <= $2 ORDER BY symbol, ts
+""",
+    "daily": """
+SELECT symbol, (date::timestamp AT TIME ZONE 'UTC') AS at, close::float8 AS value FROM (
+    SELECT symbol, date, close, row_number() OVER (PARTITION BY symbol ORDER BY date DESC) AS n
+    FROM analytics.instrument_prices_daily WHERE symbol = ANY($1::text[])
+) AS s WHERE n <= $2 ORDER BY symbol, date
+""",
+}
+
+
+async def fetch_instrument_series(
+    conn: Any, cadence: str, symbols: Sequence[str], per_symbol: int
+) -> dict[str, pd.Series]:
+    """The newest ``per_symbol`` values of each symbol, oldest first, indexed by UTC time."""
+    rows = await conn.fetch(INSTRUMENT_SERIES_SQL[cadence], list(symbols), per_symbol)
+    grouped: dict[str, tuple[list[Any], list[float]]] = {s: ([], []) for s in symbols}
+    for r in rows:
+        stamps, values = grouped[r["symbol"]]
+        stamps.append(r["at"])
+        values.append(r["value"])
+    return {
+        symbol: pd.Series(
+            values, index=pd.DatetimeIndex(stamps, name="ts").tz_convert("UTC"), dtype=float
+        )
+        if stamps
+        else pd.Series(dtype=float)
+        for symbol, (stamps, values) in grouped.items()
+    }
+
+
+class LazyProcessPool:
+    """A process pool (one BLAS thread per worker) started on first use: a trainer that
+    never trains an instrument never spawns it. Shared by the runners of one process."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: Executor | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Executor:
+        if self._executor is None:
+            async with self._lock:
+                if self._executor is None:
+                    from metalcast_models import blas_process_pool
+
+                    self._executor = await asyncio.to_thread(blas_process_pool, self.workers)
+        return self._executor
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
 class TrainingRunner:
-    def __init__(self, settings: TrainerSettings, pool: asyncpg.Pool, s3: S3Client) -> None:
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        pool: asyncpg.Pool,
+        s3: S3Client,
+        executor: LazyProcessPool | None = None,
+    ) -> None:
+        """``executor``: where instruments' backtests run (a process pool: one BLAS thread
+        per worker); ``None``: threads of this process, as the metals' always do."""
+        self._executor = executor
         self._settings = settings
         self._cfg = settings.trainer
         self._pool = pool
         self._s3 = s3
         self.candidates = self._cfg.build_candidates()
         self._rules = self._cfg.rules()
+        self._metal_plan = Plan(self._cfg.x_size, self.candidates, self._rules, self._cfg)
+        # The symbols the events handed to :meth:`wants` touched; :meth:`run` trains those
+        # (the metals all together, as before, when any metal was touched). ``None``: all.
+        self._pending: set[str] | None = None
+
+    def take_instruments(self) -> tuple[list[str], bool]:
+        """The instruments (not metals) the last :meth:`wants` found, removed from the next
+        run (they are dispatched to ``pipeline.train-requested.v1`` instead), and whether a
+        metal is left for the run."""
+        metals = {metal_for(t).symbol for t in self._cfg.tickers}
+        pending = self._pending or set()
+        self._pending = pending & metals
+        return sorted(pending - metals), bool(self._pending)
+
+    def want(self, symbols: Sequence[str]) -> None:
+        """Train exactly these symbols in the next :meth:`run` (train-requested events)."""
+        self._pending = set(symbols)
+
+    async def catalogue(self) -> Catalogue:
+        async with self._pool.acquire() as conn:
+            return Catalogue(await fetch_catalogue(conn))
 
     def warm_up(self) -> None:
         """Import the forecasting stack and fit each family once: the first run is fast."""
@@ -104,12 +211,20 @@ class TrainingRunner:
         return closed
 
     async def wants(self, events: Sequence[BatchLoaded]) -> str | None:
-        """Why these events need no run (``None``: they do). A batch that touched no metal,
-        or only hours before every touched metal's production window, changes no window."""
+        """Why these events need no run (``None``: they do). A batch that touched no metal
+        and no catalogued instrument with a model, or only hours before every touched
+        metal's production window (and no instrument), changes no window. The touched
+        symbols are kept for the :meth:`run` that follows."""
         symbols = {metal_for(t).symbol for t in self._cfg.tickers}
-        touched = {s for e in events for s in e.symbols if s in symbols}
-        if not touched:
+        touched_all = {s for e in events for s in e.symbols}
+        touched = touched_all & symbols
+        modelled = {i.symbol for i in (await self.catalogue()).modelled()}
+        instruments = touched_all & modelled
+        self._pending = touched | instruments
+        if not touched and not instruments:
             return "no metal in the batch"
+        if instruments:
+            return None
         newest = [e.last_hour for e in events if e.last_hour is not None]
         if not newest:
             return None
@@ -180,20 +295,31 @@ class TrainingRunner:
         return self._cfg.work_dir
 
     async def _train(self, report: RunReport, work: Path) -> None:
+        pending, self._pending = self._pending, None
+        metals = {metal_for(t).symbol for t in self._cfg.tickers}
         t = time.perf_counter()
         need = self._cfg.x_size + self._cfg.backtest_origins + 1
+        train_metals = pending is None or bool(pending & metals)
         async with self._pool.acquire() as conn:
-            frame = await fetch_history(conn, self._cfg.tickers, need)
+            frame = (
+                await fetch_history(conn, self._cfg.tickers, need)
+                if train_metals
+                else pd.DataFrame()
+            )
             current = {v.symbol: v for v in await registry.production(conn)}
+            catalogue = Catalogue(await fetch_catalogue(conn))
         report.timings["load_s"] = round(time.perf_counter() - t, 4)
         for key in ("backtest_s", "fit_s", "store_s"):
             report.timings[key] = 0.0
         report.timings["origins_fitted"] = 0
         report.timings["origins_reused"] = 0
-        for ticker in self._cfg.tickers:
-            symbol = metal_for(ticker).symbol
-            column = frame[ticker] if ticker in frame.columns else pd.Series(dtype=float)
-            await self._one(report, symbol, ticker, column.dropna(), current.get(symbol), work)
+        if train_metals:
+            for ticker in self._cfg.tickers:
+                symbol = metal_for(ticker).symbol
+                column = frame[ticker] if ticker in frame.columns else pd.Series(dtype=float)
+                await self._one(report, symbol, ticker, column.dropna(), current.get(symbol), work)
+        instruments = [i for i in catalogue.modelled() if pending is None or i.symbol in pending]
+        await self._train_instruments(report, instruments, current, work)
         ends = [w["end"] for w in report.windows.values() if w.get("end")]
         starts = [w["start"] for w in report.windows.values() if w.get("start")]
         report.window_start = min(starts) if starts else None
@@ -211,6 +337,57 @@ class TrainingRunner:
         else:
             report.status = "succeeded"
 
+    def plan_for(self, inst: Instrument) -> Plan:
+        assert inst.model is not None
+        x_size, candidates, rules, cfg = instrument_plan(self._cfg, inst.model)
+        return Plan(x_size, candidates, rules, cfg, inst.cadence)
+
+    async def _train_instruments(
+        self,
+        report: RunReport,
+        instruments: Sequence[Instrument],
+        current: dict[str, VersionInfo],
+        work: Path,
+    ) -> None:
+        """Every catalogued instrument with a model configuration, on its own cadence's
+        series, each with its own window size and candidates."""
+        if not instruments:
+            return
+        t = time.perf_counter()
+        plans = {i.symbol: self.plan_for(i) for i in instruments}
+        series: dict[str, pd.Series] = {}
+        async with self._pool.acquire() as conn:
+            for cadence in ("hourly", "daily"):
+                chosen = [i for i in instruments if i.cadence == cadence]
+                if not chosen:
+                    continue
+                need = max(plans[i.symbol].x_size for i in chosen) + self._cfg.backtest_origins
+                series.update(
+                    await fetch_instrument_series(
+                        conn, cadence, [i.symbol for i in chosen], need + 1
+                    )
+                )
+        report.timings["load_s"] = round(report.timings["load_s"] + time.perf_counter() - t, 4)
+        gate = asyncio.Semaphore(self._cfg.instrument_concurrency)
+
+        async def one(inst: Instrument) -> None:
+            async with gate:
+                try:
+                    await self._one(
+                        report,
+                        inst.symbol,
+                        inst.symbol,
+                        series[inst.symbol],
+                        current.get(inst.symbol),
+                        work,
+                        plans[inst.symbol],
+                    )
+                except Exception as exc:  # one instrument's failure never stops the others
+                    log.exception("run %s: %s failed", report.run_id, inst.symbol)
+                    await self._failed(report, inst.symbol, f"{type(exc).__name__}: {exc}", {})
+
+        await asyncio.gather(*(one(i) for i in instruments))
+
     async def _one(
         self,
         report: RunReport,
@@ -219,8 +396,10 @@ class TrainingRunner:
         observed: pd.Series,
         champion_info: VersionInfo | None,
         work: Path,
+        plan: Plan | None = None,
     ) -> None:
-        x = self._cfg.x_size
+        plan = plan or self._metal_plan
+        x = plan.x_size
         values = observed.to_numpy(dtype=float)
         stamps = [ts.to_pydatetime() for ts in pd.DatetimeIndex(observed.index)]
         window = values[-x:]
@@ -233,18 +412,21 @@ class TrainingRunner:
         report.windows[symbol] = win
         if len(values) < x:
             await self._failed(
-                report, symbol, f"too few rows: {len(values)} observed hourly values, need {x}", win
+                report,
+                symbol,
+                f"too few rows: {len(values)} observed {plan.cadence} values, need {x}",
+                win,
             )
             return
         digest = window_hash(window)
 
         # 0. the production version already fits this very window: nothing moved
-        champion = self._champion(champion_info)
+        champion = self._champion(champion_info, plan.candidates)
         if (
             champion_info is not None
             and champion_info.window_hash == digest
             and champion is not None
-            and champion.key in {c.key for c in self.candidates}
+            and champion.key in {c.key for c in plan.candidates}
         ):
             detail: dict[str, Any] = {
                 "action": "unchanged",
@@ -259,16 +441,24 @@ class TrainingRunner:
             return
 
         # 1. backtest the candidates and the champion's configuration on the same origins
-        scored = list(self.candidates)
+        scored = list(plan.candidates)
         if champion is not None and champion.key not in {c.key for c in scored}:
             scored.append(champion)
         series = Series(values, stamps)
         t = time.perf_counter()
-        indices = series.origins(x, self._cfg.backtest_origins)
+        indices = series.origins(x, plan.cfg.backtest_origins)
         since = stamps[indices[0]] if indices else stamps[-1]
         async with self._pool.acquire() as conn:
             cache = await store.load_cache(conn, symbol, [c.key for c in scored], since)
-        bt, scores = await asyncio.to_thread(backtest_and_score, self._cfg, scored, series, cache)
+        if plan is self._metal_plan or self._executor is None:
+            bt, scores = await asyncio.to_thread(
+                backtest_and_score, plan.cfg, scored, series, cache
+            )
+        else:
+            bt, scores = await asyncio.get_running_loop().run_in_executor(
+                await self._executor.get(),
+                functools.partial(backtest_and_score, plan.cfg, scored, series, cache),
+            )
         async with self._pool.acquire() as conn, conn.transaction():
             await store.save_cache(conn, symbol, bt.new)
             await store.record_backtests(conn, report.run_id, symbol, scores.values())
@@ -289,9 +479,9 @@ class TrainingRunner:
             pin = await registry.pin(conn, symbol)
         pinned = None if pin is None else f"{pin.pinned_by} at v{pin.version}"
         if scores:
-            decision = decide(self.candidates, scores, champion, rules=self._rules, pinned=pinned)
+            decision = decide(plan.candidates, scores, champion, rules=plan.rules, pinned=pinned)
         else:
-            first = self.candidates[0] if champion is None else champion
+            first = plan.candidates[0] if champion is None else champion
             decision = Decision(
                 "pinned" if pinned else ("first" if champion is None else "refit"),
                 first,
@@ -320,21 +510,32 @@ class TrainingRunner:
 
         # 4. fit, check, upload, record, promote
         t = time.perf_counter()
-        result = await asyncio.to_thread(
-            fit_series,
-            ticker,
-            observed,
-            x,
-            get_family(decision.chosen.family),
-            dict(decision.chosen.hyperparameters),
-        )
-        report.timings["fit_s"] += round(time.perf_counter() - t, 4)
-        report.symbol_timings.setdefault(symbol, {})["fit_s"] = time.perf_counter() - t
-        if not result.ok:
-            await self._failed(report, symbol, result.reason or "not trained", win, detail)
-            return
-        t = time.perf_counter()
-        saved, problem = await asyncio.to_thread(self._save_and_check, result, work)
+        family, hyper = decision.chosen.family, dict(decision.chosen.hyperparameters)
+        if plan is not self._metal_plan and self._executor is not None:
+            # An instrument: fit, save and reload-check in the pool too (CPU work off the
+            # event loop's process); the file is in ``work``, the forecaster stays there.
+            result, saved, problem, model_class = await asyncio.get_running_loop().run_in_executor(
+                await self._executor.get(),
+                functools.partial(fit_and_save, ticker, observed, x, family, hyper, work),
+            )
+            report.timings["fit_s"] += round(time.perf_counter() - t, 4)
+            report.symbol_timings.setdefault(symbol, {})["fit_s"] = time.perf_counter() - t
+            if not result.ok:
+                await self._failed(report, symbol, result.reason or "not trained", win, detail)
+                return
+            t = time.perf_counter()
+        else:
+            result = await asyncio.to_thread(
+                fit_series, ticker, observed, x, get_family(family), hyper
+            )
+            report.timings["fit_s"] += round(time.perf_counter() - t, 4)
+            report.symbol_timings.setdefault(symbol, {})["fit_s"] = time.perf_counter() - t
+            if not result.ok:
+                await self._failed(report, symbol, result.reason or "not trained", win, detail)
+                return
+            model_class = type(result.forecaster).__name__
+            t = time.perf_counter()
+            saved, problem = await asyncio.to_thread(self._save_and_check, result, work)
         if problem is not None or saved is None:
             await self._failed(report, symbol, f"artifact check failed: {problem}", win, detail)
             return
@@ -352,13 +553,16 @@ class TrainingRunner:
             calibration,
             win,
             detail,
+            model_class,
         )
         report.timings["store_s"] += round(time.perf_counter() - t, 4)
 
-    def _champion(self, info: VersionInfo | None) -> Candidate | None:
+    def _champion(
+        self, info: VersionInfo | None, candidates: Sequence[Candidate] | None = None
+    ) -> Candidate | None:
         if info is None:
             return None
-        for cand in self.candidates:
+        for cand in candidates if candidates is not None else self.candidates:
             if info.candidate_key == cand.key:
                 return cand
         try:  # a configuration no longer among the candidates still defends its place
@@ -389,6 +593,7 @@ class TrainingRunner:
         calibration: dict[str, Any],
         win: dict[str, Any],
         detail: dict[str, Any],
+        model_class: str,
     ) -> None:
         bucket = self._settings.s3.models_bucket
         async with self._pool.acquire() as conn, conn.transaction():
@@ -411,7 +616,7 @@ class TrainingRunner:
                 version=version,
                 run_id=report.run_id,
                 family=result.family,
-                model_class=type(result.forecaster).__name__,
+                model_class=model_class,
                 hyperparameters=result.hyperparameters,
                 fitted_params=jsonable(result.params),
                 metrics=jsonable(result.metrics),

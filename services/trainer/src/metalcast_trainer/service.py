@@ -15,10 +15,12 @@ from metalcast_core import (
     BATCH_LOADED,
     MODELS_TRAINED,
     PRODUCTION_CHANGED,
+    TRAIN_REQUESTED,
     BatchLoaded,
     DecodeError,
     KafkaSettings,
     ModelsTrained,
+    TrainRequested,
 )
 from metalcast_models.registry import PointerMove
 from metalcast_trainer.config import TrainerSettings
@@ -67,6 +69,12 @@ class LoopObserver(Protocol):
     def run_finished(self, report: RunReport | None) -> None: ...
 
 
+class Dispatching(Protocol):
+    """What dispatching needs of the runner (:class:`TrainingRunner`)."""
+
+    def take_instruments(self) -> tuple[list[str], bool]: ...
+
+
 class Trainer:
     def __init__(
         self,
@@ -74,13 +82,18 @@ class Trainer:
         consumer: EventSource,
         producer: Sender,
         runner: Runner,
+        dispatcher: Dispatching | None = None,
         observer: LoopObserver | None = None,
     ) -> None:
+        """``dispatcher``: the runner, when instruments are dispatched to
+        ``pipeline.train-requested.v1`` (``trainer.dispatch_instruments``) rather than trained
+        in this run."""
         self._settings = settings
         self._consumer = consumer
         self._producer = producer
         self._runner = runner
         self._observer = observer
+        self._dispatcher = dispatcher
         self.runs: list[RunReport] = []
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -117,6 +130,13 @@ class Trainer:
             return None
         if obs is not None:
             obs.received(len(records), undecodable)
+        if self._dispatcher is not None:
+            instruments, metals_left = self._dispatcher.take_instruments()
+            await request_training(self._producer, self._settings.kafka, instruments, newest)
+            if not metals_left:
+                await self._consumer.commit()
+                return None
+        if obs is not None:
             obs.run_started()
         report: RunReport | None = None
         try:
@@ -132,6 +152,85 @@ class Trainer:
     async def publish(self, report: RunReport, batch: BatchLoaded | None = None) -> None:
         await publish_report(self._producer, self._settings.kafka, report, batch)
         self.runs.append(report)
+
+
+async def request_training(
+    producer: Sender, kafka: KafkaSettings, symbols: Sequence[str], batch: BatchLoaded
+) -> None:
+    """One ``pipeline.train-requested.v1`` event per instrument (key: its symbol)."""
+    topic = kafka.topic_name(TRAIN_REQUESTED)
+    events = [
+        TrainRequested(symbol=s, trigger_batch_id=batch.batch_id, last_hour=batch.last_hour)
+        for s in symbols
+    ]
+    # Sent together (the producer batches them), all acknowledged before the caller commits.
+    await asyncio.gather(
+        *(
+            producer.send_and_wait(topic, TRAIN_REQUESTED.encode(e), key=e.symbol.encode())
+            for e in events
+        )
+    )
+    if symbols:
+        log.info("requested training of %d instrument(s): %s", len(symbols), ", ".join(symbols))
+
+
+class InstrumentRunner(Protocol):
+    def want(self, symbols: Sequence[str]) -> None: ...
+
+    async def run(
+        self, trigger: str, batch_id: uuid.UUID | None = None, events: int = 0
+    ) -> RunReport: ...
+
+
+class InstrumentTrainer:
+    """Consumes ``pipeline.train-requested.v1`` (this instance's share of its partitions):
+    the requests of one poll, a short wait and what came meanwhile train in one run (each
+    symbol once), then the offsets are committed and ``models.trained.v1`` published."""
+
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        consumer: EventSource,
+        producer: Sender,
+        runner: InstrumentRunner,
+    ) -> None:
+        self._settings = settings
+        self._consumer = consumer
+        self._producer = producer
+        self._runner = runner
+        self.runs: list[RunReport] = []
+        self.trained: list[str] = []  # every symbol this instance trained, in order
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            fetched = await self._consumer.getmany(timeout_ms=500)
+            records = [r for batch in fetched.values() for r in batch]
+            if not records:
+                continue
+            await asyncio.sleep(self._settings.trainer.coalesce_s)
+            more = await self._consumer.getmany(timeout_ms=0)
+            records += [r for batch in more.values() for r in batch]
+            await self.handle(records)
+
+    async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> RunReport | None:
+        requests: list[TrainRequested] = []
+        for record in records:
+            try:
+                requests.append(TRAIN_REQUESTED.decode(record.value))
+            except DecodeError as exc:
+                log.error("skipping undecodable train request at offset %s: %s", record.offset, exc)
+        symbols = sorted({r.symbol for r in requests})
+        if not symbols:
+            await self._consumer.commit()
+            return None
+        self._runner.want(symbols)
+        newest = max(requests, key=lambda r: r.requested_at)
+        report = await self._runner.run("train-requested", newest.trigger_batch_id, len(requests))
+        await self._consumer.commit()
+        await publish_report(self._producer, self._settings.kafka, report, None)
+        self.runs.append(report)
+        self.trained += symbols
+        return report
 
 
 async def publish_report(

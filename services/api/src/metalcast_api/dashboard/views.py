@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from metalcast_api.deps import SettingsDep
-from metalcast_core import METALS
+from metalcast_api.deps import ConnDep, SettingsDep
+from metalcast_api.errors import not_found
+from metalcast_core import KINDS, METALS, fetch_catalogue
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -22,5 +23,17 @@ async def dashboard(request: Request, settings: SettingsDep) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "index.html",
-        {"metals": METALS, "max_horizon_h": settings.api.max_horizon_h},
+        {"metals": METALS, "max_horizon_h": settings.api.max_horizon_h, "kinds": KINDS},
+    )
+
+
+@router.get("/instruments/{kind}", response_class=HTMLResponse)
+async def kind_page(request: Request, kind: str, conn: ConnDep) -> HTMLResponse:
+    """One page per instrument kind: each catalogued instrument's price history in its
+    cadence, its production model's forecast and the 80%/95% bands."""
+    if kind not in KINDS:
+        not_found(f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+    instruments = [i for i in await fetch_catalogue(conn) if i.kind == kind]
+    return templates.TemplateResponse(
+        request, "kind.html", {"kind": kind, "kinds": KINDS, "instruments": instruments}
     )

@@ -98,3 +98,7 @@ class ForecastRead(BaseModel):
         examples=[{"80": 0.81, "95": 0.94}],
     )
     steps: list[ForecastStep]
+    cadence: str = Field(
+        default="hourly",
+        description="The steps' cadence: hourly (metals, crypto) or daily (bars: stocks, ETFs)",
+    )

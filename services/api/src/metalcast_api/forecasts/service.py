@@ -39,8 +39,13 @@ def steps_for(
     max_horizon_h: int,
     horizon: int | None = None,
     until: datetime | None = None,
+    step: timedelta = HOUR,
 ) -> int:
-    """The number of hourly steps after ``cutoff``; ``StepsProblem`` if it cannot be given."""
+    """The number of steps after ``cutoff``; ``StepsProblem`` if it cannot be given.
+    ``step``: the instrument's cadence (an hour, or a day); ``max_horizon_h`` then counts
+    steps of that cadence."""
+    if step != HOUR:
+        return _steps_of(cutoff, now, max_horizon_h, horizon, until, step)
     check_choice(horizon, until)
     if horizon is not None:
         if horizon < 1:
@@ -69,3 +74,36 @@ def stale_hours(cutoff: datetime, last_observation: datetime | None) -> int:
     if last_observation is None or last_observation <= cutoff:
         return 0
     return int((last_observation - cutoff) // HOUR)
+
+
+def _steps_of(
+    cutoff: datetime,
+    now: datetime,
+    max_steps: int,
+    horizon: int | None,
+    until: datetime | None,
+    step: timedelta,
+) -> int:
+    unit = "d" if step == timedelta(days=1) else f"x {step}"
+    check_choice(horizon, until)
+    if horizon is not None:
+        if horizon < 1:
+            raise StepsProblem("horizon", "horizon must be at least 1 step")
+        if horizon > max_steps:
+            raise StepsProblem(
+                "horizon", f"horizon {horizon} {unit} is beyond the maximum of {max_steps} {unit}"
+            )
+        return horizon
+    assert until is not None
+    if until <= now:
+        raise StepsProblem("until", f"until {until.isoformat()} is in the past")
+    n = math.ceil((until - cutoff) / step)
+    if n < 1:
+        raise StepsProblem("until", f"until is not after the model's cutoff {cutoff.isoformat()}")
+    if n > max_steps:
+        raise StepsProblem(
+            "until",
+            f"until is {n} {unit} after the model's cutoff {cutoff.isoformat()}; "
+            f"the maximum is {max_steps} {unit}",
+        )
+    return n

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from metalcast_api.deps import ForecastsDep, MetalDep, SettingsDep
-from metalcast_api.errors import Instant, as_utc, conflict, responses, unavailable, unprocessable
+from metalcast_api.deps import ForecastsDep, SettingsDep
+from metalcast_api.errors import (
+    Instant,
+    as_utc,
+    conflict,
+    not_found,
+    responses,
+    unavailable,
+    unprocessable,
+)
 from metalcast_api.forecasts.schemas import ForecastModel, ForecastRead
-from metalcast_api.forecasts.service import StepsProblem, check_choice, stale_hours, steps_for
+from metalcast_api.forecasts.service import (
+    HOUR,
+    StepsProblem,
+    check_choice,
+    stale_hours,
+    steps_for,
+)
 from metalcast_api.resources.forecasts import ModelUnavailable
+from metalcast_core import METAL_SYMBOLS, METALS_BY_SYMBOL
 
 router = APIRouter(prefix="/v1/forecasts", tags=["forecasts"])
 
@@ -20,10 +35,10 @@ router = APIRouter(prefix="/v1/forecasts", tags=["forecasts"])
     "/{symbol}",
     response_model=ForecastRead,
     responses=responses(404, 409, 503),
-    summary="Forecast of one metal: `horizon` hours or `until` a date-time",
+    summary="Forecast of one instrument: `horizon` steps or `until` a date-time",
 )
 async def forecast(
-    metal: MetalDep,
+    symbol: str,
     forecasts: ForecastsDep,
     settings: SettingsDep,
     horizon: Annotated[
@@ -31,14 +46,16 @@ async def forecast(
         Query(
             ge=1,
             le=1_000_000,
-            description="Steps after the model's cutoff, 1..`api.max_horizon_h` (default 168)",
+            description="Steps after the model's cutoff, in the instrument's cadence: hours "
+            "(metals: 1..`api.max_horizon_h`, default 168) or days",
             examples=[24],
         ),
     ] = None,
     until: Annotated[
         Instant | None,
         Query(
-            description="A future instant (ISO-8601, naive = UTC): every hourly step up to it",
+            description="A future instant (ISO-8601, naive = UTC): every step (hour or day) "
+            "up to it",
             examples=["2026-01-16T12:00:00Z"],
         ),
     ] = None,
@@ -47,34 +64,55 @@ async def forecast(
     80% and 95% prediction intervals; `model` names the production version that produced
     them, `interval_method` how the intervals were made (calibrated on the version's
     backtest, or the model's own) and `interval_coverage` what the calibrated intervals
-    covered in that backtest. 409 while the metal has no production model."""
+    covered in that backtest. The metals step in hours; any other catalogued instrument in
+    its cadence (hours, or days for daily bars: `cadence`). 404 naming the known
+    instruments; 409 while the instrument has no production model."""
     now = datetime.now(UTC)
     if until is not None:
         until = as_utc(until, "query", "until")
+    wanted = symbol.upper()
+    step, max_steps, cadence = HOUR, settings.api.max_horizon_h, "hourly"
+    if wanted not in METALS_BY_SYMBOL:
+        catalogue = await forecasts.catalogue()
+        inst = catalogue.get(wanted)
+        if inst is None:
+            others = sorted(set(catalogue) - set(METAL_SYMBOLS))
+            not_found(
+                f"unknown symbol {symbol!r}; known symbols: {', '.join(METAL_SYMBOLS)}; "
+                f"other instruments: {', '.join(others) or 'none'}"
+            )
+        cadence = inst.cadence
+        step = timedelta(days=1) if cadence == "daily" else HOUR
+        default = settings.api.max_horizon_days if cadence == "daily" else max_steps
+        max_steps = (inst.model.horizon if inst.model else None) or default
+        forecasts.configure(wanted, max_steps, step)
     try:
         check_choice(horizon, until)
         if horizon is not None:
-            steps_for(now, now, settings.api.max_horizon_h, horizon=horizon)
+            steps_for(now, now, max_steps, horizon=horizon, step=step)
         elif until is not None and until <= now:
-            steps_for(now, now, settings.api.max_horizon_h, until=until)
+            steps_for(now, now, max_steps, until=until, step=step)
     except StepsProblem as exc:
         unprocessable("query", exc.field, str(exc))
 
-    pointer = (await forecasts.pointers.get())[metal.symbol]
+    if wanted in METALS_BY_SYMBOL:
+        pointer = (await forecasts.pointers.get())[wanted]
+    else:
+        pointer = await forecasts.instrument_pointer(wanted, cadence)
     if pointer.model_version_id is None:
-        conflict(f"no production model for {metal.symbol} yet: the trainer has not promoted one")
+        conflict(f"no production model for {wanted} yet: the trainer has not promoted one")
     try:
-        model, cached = await forecasts.get(metal.symbol, pointer.model_version_id)
+        model, cached = await forecasts.get(wanted, pointer.model_version_id)
     except ModelUnavailable as exc:
-        unavailable(f"the production model of {metal.symbol} is unavailable: {exc}")
+        unavailable(f"the production model of {wanted} is unavailable: {exc}")
     try:
-        n = steps_for(model.cutoff, now, forecasts.max_horizon_h, horizon=horizon, until=until)
+        n = steps_for(model.cutoff, now, max_steps, horizon=horizon, until=until, step=step)
     except StepsProblem as exc:
         unprocessable("query", exc.field, str(exc))
     info = model.info
     # Every part was validated when the model was loaded: construct, then serialise once.
     body = ForecastRead.model_construct(
-        symbol=metal.symbol,
+        symbol=wanted,
         model=ForecastModel.model_construct(
             model_version_id=info.id,
             version=info.version,
@@ -94,5 +132,6 @@ async def forecast(
         interval_method=model.interval_method,
         interval_coverage=model.interval_coverage,
         steps=list(model.steps[:n]),
+        cadence=cadence,
     )
     return Response(body.model_dump_json(), media_type="application/json")

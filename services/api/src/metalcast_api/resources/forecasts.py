@@ -30,7 +30,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from metalcast_api.metrics import ApiMetrics
-from metalcast_core import METAL_SYMBOLS, METALS, METALS_BY_SYMBOL
+from metalcast_core import METAL_SYMBOLS, METALS, METALS_BY_SYMBOL, Instrument, fetch_catalogue
 from metalcast_models import registry
 from metalcast_models.registry import VersionInfo
 
@@ -110,8 +110,12 @@ def _number(value: Any) -> float | None:
     return float(value) if ok else None
 
 
-def load_model(s3: S3Client, info: VersionInfo, horizon: int) -> LoadedModel:
-    """Blocking: download, verify, load and predict ``horizon`` steps (call in a thread)."""
+def load_model(
+    s3: S3Client, info: VersionInfo, horizon: int, step: timedelta = HOUR
+) -> LoadedModel:
+    """Blocking: download, verify, load and predict ``horizon`` steps (call in a thread).
+    ``step``: the instrument's cadence; the model counts entries after its cutoff (its
+    window's last value), so step k of a daily instrument is the cutoff + k days."""
     from metalcast_models import load_forecaster, predict_with_intervals, sha256_of
 
     started = time.perf_counter()
@@ -136,11 +140,13 @@ def load_model(s3: S3Client, info: VersionInfo, horizon: int) -> LoadedModel:
     columns, method, coverage = calibrate(
         info, {c: frame[c].to_numpy(dtype=float) for c in COLUMNS}
     )
+    cutoff: datetime = index[0].to_pydatetime() - HOUR
+    if step != HOUR:
+        index = pd.DatetimeIndex([cutoff + (i + 1) * step for i in range(len(index))])
     steps = tuple(
         ForecastStep(ts=ts.to_pydatetime(), **{c: float(columns[c][i]) for c in COLUMNS})
         for i, ts in enumerate(index)
     )
-    cutoff: datetime = index[0].to_pydatetime() - HOUR
     return LoadedModel(
         info,
         cutoff,
@@ -224,6 +230,40 @@ class ForecastCache:
         self.max_horizon_h = max_horizon_h
         self._models: dict[tuple[str, int], LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Instruments other than the metals: (steps to predict, the cadence's step), learnt
+        # from the catalogue on their first forecast request.
+        self._shapes: dict[str, tuple[int, timedelta]] = {}
+
+    def shape(self, symbol: str) -> tuple[int, timedelta]:
+        return self._shapes.get(symbol, (self.max_horizon_h, HOUR))
+
+    def configure(self, symbol: str, horizon: int, step: timedelta) -> None:
+        """How far ``symbol``'s models predict and in which steps; a change drops the
+        loaded model (the next request loads it again)."""
+        if self._shapes.get(symbol) != (horizon, step):
+            self._shapes[symbol] = (horizon, step)
+            for key in [k for k in self._models if k[0] == symbol]:
+                del self._models[key]
+
+    async def catalogue(self) -> dict[str, Instrument]:
+        """The instrument catalogue (``ref.instruments``) by symbol, read on each call."""
+        async with self._pool.acquire() as conn:
+            return {i.symbol: i for i in await fetch_catalogue(conn)}
+
+    async def instrument_pointer(self, symbol: str, cadence: str) -> Pointer:
+        """The production pointer and newest observation of an instrument (not cached)."""
+        last = (
+            "SELECT (max(date)::timestamp AT TIME ZONE 'UTC') FROM prices.bars WHERE symbol = $1"
+            if cadence == "daily"
+            else "SELECT date_trunc('hour', max(observed_at), 'UTC') FROM prices.ticks "
+            "WHERE symbol = $1 AND instrument = 'spot'"
+        )
+        async with self._pool.acquire() as conn:
+            version = await conn.fetchval(
+                "SELECT model_version_id FROM ml.production_models WHERE symbol = $1", symbol
+            )
+            newest = await conn.fetchval(last, symbol)
+        return Pointer(version, newest)
 
     def cached(self) -> list[LoadedModel]:
         return list(self._models.values())
@@ -253,7 +293,8 @@ class ForecastCache:
             return model, False
 
     async def _load(self, info: VersionInfo) -> LoadedModel:
-        model = await asyncio.to_thread(load_model, self._s3, info, self.max_horizon_h)
+        horizon, step = self.shape(info.symbol)
+        model = await asyncio.to_thread(load_model, self._s3, info, horizon, step)
         # Keep only the newest version per symbol: the pointer moved, older ones are done.
         for key in [k for k in self._models if k[0] == info.symbol]:
             del self._models[key]
@@ -271,6 +312,8 @@ class ForecastCache:
         for info in infos:
             if (info.symbol, info.id) in self._models:
                 continue
+            if info.symbol not in METAL_SYMBOLS and info.symbol not in self._shapes:
+                continue  # an instrument loads on its first request, once its shape is known
             lock = self._locks.setdefault(info.symbol, asyncio.Lock())
             async with lock:
                 if (info.symbol, info.id) in self._models:

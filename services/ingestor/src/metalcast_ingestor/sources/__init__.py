@@ -1,18 +1,22 @@
 """Price sources: the interface, the providers and the name → source registry."""
 
+from metalcast_ingestor.sources._budget import BudgetExhausted, BudgetStatus, RequestBudget
 from metalcast_ingestor.sources._http import (
     HttpSource,
     ProviderHTTPError,
     RetryPolicy,
     parse_retry_after,
 )
+from metalcast_ingestor.sources.alphavantage import AlphaVantageSource, Throttled
 from metalcast_ingestor.sources.base import (
+    BarFetched,
     Fetched,
     HistoryNotSupported,
     PriceSource,
     Rejected,
     SourceError,
     SourceUnavailable,
+    make_bar,
     make_tick,
 )
 from metalcast_ingestor.sources.coingecko import CoinGeckoSource
@@ -35,6 +39,10 @@ __all__ = [
     "KEY_FIELDS",
     "NEEDS_API_KEY",
     "SOURCE_NAMES",
+    "AlphaVantageSource",
+    "BarFetched",
+    "BudgetExhausted",
+    "BudgetStatus",
     "CoinGeckoSource",
     "Fetched",
     "GoldApiIoSource",
@@ -47,13 +55,16 @@ __all__ = [
     "ProviderHTTPError",
     "Rejected",
     "ReplaySource",
+    "RequestBudget",
     "RetryPolicy",
     "SimulatedSource",
     "SourceError",
     "SourceParams",
     "SourceUnavailable",
+    "Throttled",
     "UnknownSource",
     "build_source",
+    "make_bar",
     "make_tick",
     "parse_retry_after",
 ]

@@ -281,10 +281,18 @@ class HttpSource(PriceSource):
         retry: RetryPolicy | None = None,
         *,
         base_url: str | None = None,
+        codes: Mapping[str, str] | None = None,
     ) -> None:
+        """``codes``: our symbol -> the provider's id, from the instrument catalogue; the
+        class's own ``codes`` when not given."""
         if self.required_key and not api_key:
             raise ValueError(f"{self.name} needs an API key ({self.required_key})")
+        if codes is not None:
+            self.codes = dict(codes)
         self._api_key = api_key or None
+        # Problems that stopped part of a history request (a plan's limit, an unknown id):
+        # reported with the result, never a crash and never a silent cut.
+        self.failures: list[str] = []
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self._http = HttpFetcher(self.name, client, retry or RetryPolicy(), secrets=[api_key])
 

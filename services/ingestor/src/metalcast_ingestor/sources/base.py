@@ -13,12 +13,12 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from metalcast_core import PriceTick, utcnow
+from metalcast_core import PriceBar, PriceTick, utcnow
 
 
 class SourceError(Exception):
@@ -53,6 +53,7 @@ class Rejected:
 
 
 Fetched = PriceTick | Rejected
+BarFetched = PriceBar | Rejected
 
 
 class PriceSource(ABC):
@@ -108,3 +109,71 @@ def make_tick(
 
 def _dump(raw: dict[str, Any] | None) -> bytes:
     return json.dumps(raw, default=str).encode() if raw is not None else b""
+
+
+def _number(value: Any) -> float | None:
+    """A provider's number: a JSON number or a numeric string (Alpha Vantage sends strings)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def make_bar(
+    *,
+    source: str,
+    symbol: str,
+    day: date,
+    open_: Any,
+    high: Any,
+    low: Any,
+    close: Any,
+    volume: Any,
+    raw: dict[str, Any] | None,
+    currency: str = "USD",
+) -> BarFetched:
+    """Build a daily bar, or a :class:`Rejected` naming the first bad value (not a number,
+    zero or negative)."""
+    values: dict[str, float | None] = {}
+    for name, given in (
+        ("open", open_),
+        ("high", high),
+        ("low", low),
+        ("close", close),
+        ("volume", volume),
+    ):
+        if given is None and name == "volume":
+            values[name] = None
+            continue
+        number = _number(given)
+        if number is None:
+            reason = f"{symbol} {day.isoformat()}: {name} {given!r} is not a number"
+            return Rejected(source, reason, _dump(raw))
+        if number <= 0:
+            reason = f"{symbol} {day.isoformat()}: {name} {given!r} is not positive"
+            return Rejected(source, reason, _dump(raw))
+        values[name] = number
+    try:
+        return PriceBar(
+            symbol=symbol,
+            source=source,
+            date=day,
+            open=values["open"],
+            high=values["high"],
+            low=values["low"],
+            close=values["close"],
+            volume=values["volume"],
+            currency=currency,
+            fetched_at=utcnow(),
+            raw=raw,
+        )
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        return Rejected(source, f"{symbol} {day.isoformat()}: {loc}: {err['msg']}", _dump(raw))

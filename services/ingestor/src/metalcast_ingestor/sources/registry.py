@@ -7,13 +7,15 @@ nothing here reads ``os.environ``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
+from metalcast_ingestor.sources._budget import RequestBudget
 from metalcast_ingestor.sources._http import HttpSource, RetryPolicy
+from metalcast_ingestor.sources.alphavantage import AlphaVantageSource
 from metalcast_ingestor.sources.base import PriceSource
 from metalcast_ingestor.sources.coingecko import CoinGeckoSource
 from metalcast_ingestor.sources.gold_api import GoldApiSource
@@ -30,6 +32,14 @@ KEY_FIELDS: dict[str, str] = {
     "metals-api": "metals_api_key",
     "goldapi-io": "goldapi_io_key",
     "coingecko": "coingecko_key",
+    "alphavantage": "alphavantage_key",
+}
+
+# Least seconds between two requests, by provider and whether a key is set: within the free
+# plans' rate limits (CoinGecko keyless ~5-15 calls a minute, Demo 30; Alpha Vantage 5).
+PACING_S: dict[str, tuple[float, float]] = {  # provider -> (keyless, with a key)
+    "coingecko": (6.0, 2.0),
+    "alphavantage": (12.0, 12.0),
 }
 
 
@@ -71,6 +81,12 @@ class SourceParams:
     chunk_size: int = DEFAULT_CHUNK_SIZE  # simulated and replay
     replay_path: Path | None = None  # replay: required
     replay_source_name: str = "replay"
+    # From the instrument catalogue: provider -> {our symbol: the provider's id}, and
+    # symbol -> currency. A provider without an entry keeps its built-in ids.
+    provider_ids: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    currencies: Mapping[str, str] = field(default_factory=dict)
+    budget: RequestBudget | None = None  # daily request budgets (Alpha Vantage)
+    pace: bool = True  # apply PACING_S (tests on recorded answers turn it off)
 
     @classmethod
     def from_settings(cls, section: IngestSettingsLike, **overrides: Any) -> SourceParams:
@@ -112,11 +128,46 @@ def _replay(client: httpx.AsyncClient, p: SourceParams) -> PriceSource:
     return ReplaySource(p.replay_path, source_name=p.replay_source_name, chunk_size=p.chunk_size)
 
 
+def _retry_for(name: str, p: SourceParams) -> RetryPolicy:
+    if not p.pace or name not in PACING_S:
+        return p.retry
+    keyless, keyed = PACING_S[name]
+    least = keyed if p.api_keys.get(name) else keyless
+    return replace(p.retry, min_interval=max(p.retry.min_interval, least))
+
+
+def _codes(cls: type[HttpSource], p: SourceParams) -> Mapping[str, str] | None:
+    if not getattr(cls, "catalogue_driven", False):
+        return None
+    ids = p.provider_ids.get(cls.name)
+    return dict(ids) if ids else None
+
+
 def _http(cls: type[HttpSource]) -> Callable[[httpx.AsyncClient, SourceParams], PriceSource]:
     def build(client: httpx.AsyncClient, p: SourceParams) -> PriceSource:
-        return cls(client, p.api_keys.get(cls.name), p.retry, base_url=p.base_urls.get(cls.name))
+        codes = _codes(cls, p)
+        extra: dict[str, Any] = {} if codes is None else {"codes": codes}
+        return cls(
+            client,
+            p.api_keys.get(cls.name),
+            _retry_for(cls.name, p),
+            base_url=p.base_urls.get(cls.name),
+            **extra,
+        )
 
     return build
+
+
+def _alphavantage(client: httpx.AsyncClient, p: SourceParams) -> PriceSource:
+    return AlphaVantageSource(
+        client,
+        p.api_keys.get(AlphaVantageSource.name),
+        _retry_for(AlphaVantageSource.name, p),
+        base_url=p.base_urls.get(AlphaVantageSource.name),
+        codes=_codes(AlphaVantageSource, p),
+        currencies=p.currencies,
+        budget=p.budget,
+    )
 
 
 _BUILDERS: dict[str, Callable[[httpx.AsyncClient, SourceParams], PriceSource]] = {
@@ -127,10 +178,13 @@ _BUILDERS: dict[str, Callable[[httpx.AsyncClient, SourceParams], PriceSource]] =
     "metals-api": _http(MetalsApiSource),
     "goldapi-io": _http(GoldApiIoSource),
     "coingecko": _http(CoinGeckoSource),
+    "alphavantage": _alphavantage,
 }
 
 SOURCE_NAMES: tuple[str, ...] = tuple(_BUILDERS)
-NEEDS_API_KEY: frozenset[str] = frozenset({"metalpriceapi", "metals-api", "goldapi-io"})
+NEEDS_API_KEY: frozenset[str] = frozenset(
+    {"metalpriceapi", "metals-api", "goldapi-io", "alphavantage"}
+)
 
 
 def build_source(

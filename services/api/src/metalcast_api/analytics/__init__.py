@@ -1,0 +1,1 @@
+"""/v1/analytics: the SQL analyses over every instrument's daily prices."""

@@ -1,0 +1,1 @@
+"""/v1/instruments: the instrument catalogue and each instrument's price history."""
