@@ -19,6 +19,7 @@ import typer
 if TYPE_CHECKING:
     from metalcast_api.config import ApiSettings
     from metalcast_backup.config import BackupSettings
+    from metalcast_bulk.config import BulkSettings
     from metalcast_ingestor.config import IngestorSettings
     from metalcast_sink.config import SinkSettings
     from metalcast_trainer.config import TrainerSettings
@@ -244,3 +245,21 @@ def _add_api_app() -> None:
 
 
 _add_api_app()
+
+
+# --- bulk market data: `metalcast bulk ingest|publish|features|train|report` ------------------
+
+
+def _bulk_settings() -> BulkSettings:
+    from metalcast_bulk.config import BulkSettings
+
+    return BulkSettings()
+
+
+def _add_bulk_app() -> None:
+    from metalcast_bulk.cli import make_app
+
+    app.add_typer(make_app(_bulk_settings), name="bulk")
+
+
+_add_bulk_app()
