@@ -1,6 +1,11 @@
 """The volume model: LightGBM on two rolling features of a daily stock series, predicting the
 day's trading volume (an integer number of shares).
 
+The booster predicts the *ratio* of the day's volume to its 30-day mean; the volume is
+``vol_moving_avg * ratio``. Trained on that ratio with weights ``vol_moving_avg`` and an L1
+objective, it minimises the absolute error in shares, and a symbol's scale (a few thousand
+shares a day or a billion) never leaves the range the trees saw.
+
 Trained by ``metalcast bulk train`` (``metalcast_bulk.train``), served by the API
 (``/predict``, ``/v1/volume/predict``). It lives in the registry beside the forecasting
 models under the symbol :data:`VOLUME_SYMBOL`. The file is LightGBM's own text format (no
@@ -47,8 +52,9 @@ class VolumeModel:
         self.booster.save_model(str(path))
 
     def predict_many(self, features: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, Any]:
-        """Raw predictions for rows of (vol_moving_avg, adj_close_rolling_med)."""
-        return np.asarray(self.booster.predict(features, num_threads=1), dtype=np.float64)
+        """Volumes (not yet rounded) for rows of (vol_moving_avg, adj_close_rolling_med)."""
+        ratio = np.asarray(self.booster.predict(features, num_threads=1), dtype=np.float64)
+        return np.asarray(features[:, 0] * ratio, dtype=np.float64)
 
     def predict(self, vol_moving_avg: float, adj_close_rolling_med: float) -> int:
         row = np.array([[vol_moving_avg, adj_close_rolling_med]], dtype=np.float64)

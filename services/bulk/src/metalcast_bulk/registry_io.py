@@ -2,8 +2,9 @@
 a row in ``ml.training_runs`` (trigger ``bulk``), a version of symbol ``VOLUME`` in
 ``ml.model_versions`` with its file in the models bucket
 (``models/VOLUME/<version>/volume.lgb.txt``), the run's result in ``ml.training_results``
-and, if the model beats the naive baseline on the test period, the production pointer moved
-(a pinned pointer is left alone) and ``models.production.v1`` announced."""
+and the production pointer moved (a pinned pointer is left alone, ``models.production.v1``
+announced) when the version is the first, or when its test MAE relative to the naive
+baseline (``mae_ratio``, comparable across test periods) is no worse than production's."""
 
 from __future__ import annotations
 
@@ -91,10 +92,17 @@ async def _version(
     run_id: int,
 ) -> Recorded:
     m = jsonable(result.metrics)
-    if result.beats_baseline:
-        decision = f"MAE {m['mae']:.0f} < naive {m['baseline_mae']:.0f}: promoted"
+    current = next((v for v in await registry.production(conn) if v.symbol == symbol), None)
+    versus = (
+        f"test MAE {m['mae']:.0f} vs naive {m['baseline_mae']:.0f} (ratio {m['mae_ratio']:.4f})"
+    )
+    if current is None:
+        promote, decision = True, f"first {symbol} model: promoted; {versus}"
     else:
-        decision = f"MAE {m['mae']:.0f} >= naive {m['baseline_mae']:.0f}: kept, not promoted"
+        prod_ratio = float(current.metrics.get("mae_ratio") or float("inf"))
+        promote = m["mae_ratio"] <= prod_ratio
+        verb = "promoted" if promote else "kept"
+        decision = f"{verb}: {versus}; production v{current.version} had ratio {prod_ratio:.4f}"
     sha = sha256_of(result.model_path)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('model:' || $1))", symbol)
@@ -134,7 +142,7 @@ async def _version(
             decision=decision,
         )
         move = None
-        if result.beats_baseline:
+        if promote:
             move = await registry.move_pointer(
                 conn,
                 symbol,
@@ -144,7 +152,7 @@ async def _version(
                 note=f"bulk run {result.run_id}: {decision}",
                 respect_pin=True,
             )
-        status = "promoted" if move is not None else ("pinned" if result.beats_baseline else "kept")
+        status = "promoted" if move is not None else ("pinned" if promote else "kept")
         await conn.execute(
             """
             INSERT INTO ml.training_results (run_id, symbol, status, reason, model_version_id,
