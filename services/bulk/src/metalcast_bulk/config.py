@@ -17,6 +17,8 @@ from metalcast_core import ServiceSettings
 class BulkSection(BaseModel):
     # Where the datasets live: a local folder or s3://bucket/prefix (METALCAST_S3__* reach it).
     data_url: str = ".bulk-data"
+    # The input folder the market_data_bulk DAG ingests (the CLI takes it as an argument).
+    input_url: str = "market-data"
     # polars (embedded, the default) or spark (needs spark_master).
     engine: Literal["polars", "spark"] = "polars"
     # local[2], or spark://host:7077 for a standalone cluster (`metalcast stack up --with-spark`).
