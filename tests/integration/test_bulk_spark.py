@@ -5,6 +5,7 @@ same good rows, the same quarantine and report, and every feature value of both 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -47,7 +48,7 @@ def spark() -> Iterator[SparkEngine]:
 @pytest.fixture(scope="module")
 def both(
     tmp_path_factory: pytest.TempPathFactory, spark: SparkEngine
-) -> tuple[Store, Store, str, str]:
+) -> tuple[Store, Store, str, str, Path]:
     root = tmp_path_factory.mktemp("parity")
     real_market_dir(root / "in")
     for name, body in CORRUPT.items():
@@ -56,7 +57,7 @@ def both(
     by_polars, by_spark = Store.open(str(root / "polars")), Store.open(str(root / "spark"))
     a = ingest(PolarsEngine(), source, "", by_polars, new_run_id(), 1e7, keep=3)
     b = ingest(spark, source, "", by_spark, new_run_id(), 1e7, keep=3)
-    return by_polars, by_spark, a.run_id, b.run_id
+    return by_polars, by_spark, a.run_id, b.run_id, root
 
 
 def _prices(store: Store) -> pl.DataFrame:
@@ -64,9 +65,9 @@ def _prices(store: Store) -> pl.DataFrame:
 
 
 def test_both_engines_accept_and_reject_the_same_rows(
-    both: tuple[Store, Store, str, str],
+    both: tuple[Store, Store, str, str, Path],
 ) -> None:
-    by_polars, by_spark, run_a, run_b = both
+    by_polars, by_spark, run_a, run_b, _ = both
     a, b = _prices(by_polars), _prices(by_spark)
     assert a.schema == b.schema == PRICES_SCHEMA
     assert a.height > 22_000
@@ -97,9 +98,9 @@ def test_both_engines_accept_and_reject_the_same_rows(
 
 @pytest.mark.parametrize("rule", [WindowRule(), WindowRule("rows")], ids=lambda r: r.kind)
 def test_both_engines_compute_the_same_features(
-    both: tuple[Store, Store, str, str], spark: SparkEngine, rule: WindowRule
+    both: tuple[Store, Store, str, str, Path], spark: SparkEngine, rule: WindowRule
 ) -> None:
-    by_polars, by_spark, _, _ = both
+    by_polars, by_spark, _, _, _ = both
     build_features(PolarsEngine(), by_polars, new_run_id(), rule, keep=5)
     build_features(spark, by_spark, new_run_id(), rule, keep=5)
     a = by_polars.read_parquet(by_polars.current_files(FEATURES)[1]).sort("Symbol", "Date")
@@ -115,3 +116,36 @@ def test_both_engines_compute_the_same_features(
         np.testing.assert_allclose(x, y, rtol=rtol, atol=0, err_msg=column)
     if rule.kind == "rows":
         assert a["vol_moving_avg"].null_count() > 0
+
+
+def test_the_local_stacks_spark_cluster_runs_the_same_stages(
+    both: tuple[Store, Store, str, str, Path], spark: SparkEngine, tmp_path: Path
+) -> None:
+    """``metalcast stack up --with-spark``: a standalone master and worker; the engine on
+    ``spark://`` ingests and computes the same features as polars."""
+    from metalcast.stack import StackConfig
+    from metalcast.stack import spark as spark_stack
+    from metalcast_bulk.engines.polars_engine import feature_frame
+
+    by_polars, _, _, _, root = both
+    config = StackConfig.from_environ()
+    reports = spark_stack.start(config)
+    spark.stop()  # one SparkSession per process: the local[2] one makes way
+    engine = SparkEngine(spark_stack.master_url(config))
+    try:
+        assert engine.spark.sparkContext.master == spark_stack.master_url(config)
+        state = spark_stack.master_state(config)
+        assert state is not None
+        assert state["status"] == "ALIVE"
+        assert sum(w["cores"] for w in state["workers"] if w["state"] == "ALIVE") >= 2
+        store = Store.open(str(tmp_path / "cluster"))
+        ingest(engine, Store.open(str(root / "in")), "", store, new_run_id(), 1e7, keep=3)
+        assert_frame_equal(_prices(store), _prices(by_polars))
+        build_features(engine, store, new_run_id(), WindowRule(), keep=3)
+        got = store.read_parquet(store.current_files(FEATURES)[1]).sort("Symbol", "Date")
+    finally:
+        engine.stop()
+        if reports["spark-master"].started:
+            spark_stack.stop(config)
+    want = feature_frame(_prices(by_polars), WindowRule())
+    assert_frame_equal(got, want, check_exact=False, rel_tol=1e-12, abs_tol=0)

@@ -189,4 +189,36 @@ def make_app(settings_factory: Callable[[], BulkSettings]) -> typer.Typer:
         for line in Report.from_json(value).lines():
             typer.echo(line)
 
+    @app.command("spark-master")
+    def spark_master(
+        host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="The master's port.")] = 7077,
+        webui_port: Annotated[int, typer.Option(help="Its web UI (and /json/ status).")] = 8080,
+    ) -> None:
+        """Run a Spark standalone master (pyspark's own jars; compose's spark-master)."""
+        import os
+
+        from metalcast_bulk import spark_cluster as sc
+
+        command = sc.java_command(sc.MASTER_CLASS, sc.master_arguments(host, port, webui_port))
+        sc.exec_java(command, sc.java_env(os.environ, host))
+
+    @app.command("spark-worker")
+    def spark_worker(
+        master: Annotated[str, typer.Argument(help="spark://HOST:PORT of the master.")],
+        host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="The worker's port.")] = 7078,
+        webui_port: Annotated[int, typer.Option(help="Its web UI.")] = 8081,
+        cores: Annotated[int, typer.Option(help="Cores it offers.", min=1)] = 2,
+        memory: Annotated[str, typer.Option(help="Memory it offers to executors.")] = "2g",
+        work_dir: Annotated[str, typer.Option(help="Executors' scratch folder.")] = "/tmp/spark",
+    ) -> None:
+        """Run a Spark standalone worker (pyspark's own jars; compose's spark-worker)."""
+        import os
+
+        from metalcast_bulk import spark_cluster as sc
+
+        arguments = sc.worker_arguments(master, host, port, webui_port, cores, memory, work_dir)
+        sc.exec_java(sc.java_command(sc.WORKER_CLASS, arguments), sc.java_env(os.environ, host))
+
     return app
