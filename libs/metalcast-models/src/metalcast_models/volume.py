@@ -2,9 +2,10 @@
 day's trading volume (an integer number of shares).
 
 The booster predicts the *ratio* of the day's volume to its 30-day mean; the volume is
-``vol_moving_avg * ratio``. Trained on that ratio with weights ``vol_moving_avg`` and an L1
-objective, it minimises the absolute error in shares, and a symbol's scale (a few thousand
-shares a day or a billion) never leaves the range the trees saw.
+``vol_moving_avg * ratio``. Trained on that ratio (squared error weighted by
+``vol_moving_avg``, i.e. the squared error in shares relative to the symbol's level), a
+symbol's scale (a few thousand shares a day or a billion) never leaves the range the trees
+saw.
 
 Trained by ``metalcast bulk train`` (``metalcast_bulk.train``), served by the API
 (``/predict``, ``/v1/volume/predict``). It lives in the registry beside the forecasting

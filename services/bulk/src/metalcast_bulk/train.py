@@ -40,8 +40,11 @@ class TrainConfig:
     learning_rate: float = 0.1
     num_leaves: int = 15
     min_data_in_leaf: int = 100
-    objective: str = "regression_l1"
-    threads: int = 2
+    # L2: LightGBM's L1 objective re-fits every leaf by a weighted percentile, ~20x slower
+    # here for a test MAE within 1% of it (docs/bulk.md).
+    objective: str = "regression"
+    # One thread: on a shared 2-core machine OpenMP's spinning threads cost 10x (docs/bulk.md).
+    threads: int = 1
     seed: int = 7
 
     def lightgbm_params(self) -> dict[str, Any]:
@@ -124,8 +127,8 @@ def fit(store: Store, run_id: str, work_dir: Path, cfg: TrainConfig) -> TrainRes
     past, recent, first_test = time_split(frame, cfg.test_fraction)
     if past.height > cfg.max_train_rows:
         past = past.sample(cfg.max_train_rows, seed=cfg.seed)
-    # The booster learns volume / vol_moving_avg, weighted by vol_moving_avg: an L1 loss on
-    # that is the absolute error in shares (metalcast_models.volume).
+    # The booster learns volume / vol_moving_avg, weighted by vol_moving_avg
+    # (metalcast_models.volume).
     past = past.filter(pl.col(VOL_MOVING_AVG) > 0)
     x_train = past.select(list(MODEL_FEATURES)).to_numpy().astype(np.float64)
     scale = past[VOL_MOVING_AVG].to_numpy().astype(np.float64)
