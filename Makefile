@@ -30,6 +30,9 @@ lint:
 	$(UV) run ruff format --check .
 	$(UV) run mypy
 
+# BULK_SYMBOLS=1000 make bench: a smaller bulk-pipeline run (the default is the full 8,000).
+BULK_SYMBOLS ?= 8000
+
 bench: setup
 	$(UV) run python bench/bench_ingest.py
 	$(UV) run python bench/bench_trainer_latency.py
@@ -37,6 +40,7 @@ bench: setup
 	$(UV) run python bench/bench_trainer_scale.py
 	$(UV) run python bench/bench_api.py
 	$(UV) run python bench/bench_backup.py
+	$(UV) run python bench/bench_bulk.py --symbols $(BULK_SYMBOLS)
 
 stack-up: setup
 	$(UV) run metalcast stack up

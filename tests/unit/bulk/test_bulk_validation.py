@@ -191,3 +191,14 @@ def test_a_failed_run_leaves_the_last_good_dataset(tmp_path: Path) -> None:
 def test_a_store_without_a_published_run_says_so(tmp_path: Path) -> None:
     with pytest.raises(NoCurrentRun):
         Store.open(str(tmp_path)).current(STAGE)
+
+
+def test_fields_with_surrounding_spaces_are_read_as_their_values(tmp_path: Path) -> None:
+    rows = [HEADER, *GOOD, " 2020-01-07 , 11.0,12.0 ,10.5,11.5,11.4, 900 "]
+    _write(tmp_path / "in" / "stocks" / "AAA.csv", ("\n".join(rows) + "\n").encode())
+    out, run_id = _run(tmp_path)
+    prices, quarantine = _datasets(out, run_id)
+    assert prices.filter(pl.col("Date") == "2020-01-07").select("High", "Volume").rows() == [
+        (12.0, 900)
+    ]
+    assert quarantine.height == 0

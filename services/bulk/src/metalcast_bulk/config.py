@@ -38,7 +38,7 @@ class BulkSection(BaseModel):
     # Training.
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     max_train_rows: int = Field(default=2_000_000, ge=1000)
-    num_boost_round: int = Field(default=100, ge=1)
+    num_boost_round: int = Field(default=60, ge=1)
     # LightGBM's threads (1: see metalcast_bulk.train.TrainConfig).
     threads: int = Field(default=1, ge=1)
     models_prefix: str = "models/"

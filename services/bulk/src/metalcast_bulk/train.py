@@ -36,9 +36,9 @@ STAGE = "train"
 class TrainConfig:
     test_fraction: float = 0.2
     max_train_rows: int = 2_000_000
-    num_boost_round: int = 100
+    num_boost_round: int = 60
     learning_rate: float = 0.1
-    num_leaves: int = 15
+    num_leaves: int = 7
     min_data_in_leaf: int = 100
     # L2: LightGBM's L1 objective re-fits every leaf by a weighted percentile, ~20x slower
     # here for a test MAE within 1% of it (docs/bulk.md).
@@ -87,11 +87,11 @@ def time_split(frame: pl.DataFrame, test_fraction: float) -> tuple[pl.DataFrame,
     index = min(max(index, 1), per_date.height - 1)
     if per_date.height < 2:
         raise ValueError("training needs rows on at least two dates")
-    first_test = str(per_date[DATE][index])
+    value = per_date[DATE][index]  # a date, or its YYYY-MM-DD text
     return (
-        frame.filter(pl.col(DATE) < first_test),
-        frame.filter(pl.col(DATE) >= first_test),
-        first_test,
+        frame.filter(pl.col(DATE) < pl.lit(value)),
+        frame.filter(pl.col(DATE) >= pl.lit(value)),
+        str(value),
     )
 
 
@@ -120,8 +120,17 @@ def fit(store: Store, run_id: str, work_dir: Path, cfg: TrainConfig) -> TrainRes
     timings: dict[str, float] = {}
     t = time.perf_counter()
     features_run, files = store.current_files(FEATURES)
-    frame = store.read_parquet(files, columns=[DATE, VOLUME, VOL_MOVING_AVG, ADJ_CLOSE_ROLLING_MED])
-    frame = frame.drop_nulls()
+    columns = [DATE, VOLUME, VOL_MOVING_AVG, ADJ_CLOSE_ROLLING_MED]
+    # File by file: rows with both features, dates as dates (4 bytes, not text), so that 28M
+    # rows stay near 1 GB.
+    frame = pl.concat(
+        [
+            store.read_parquet([f], columns=columns)
+            .drop_nulls()
+            .with_columns(pl.col(DATE).str.to_date("%Y-%m-%d"))
+            for f in files
+        ]
+    )
     timings["load_s"] = time.perf_counter() - t
     t = time.perf_counter()
     past, recent, first_test = time_split(frame, cfg.test_fraction)
