@@ -131,13 +131,13 @@ class Store:
     # --- Parquet ------------------------------------------------------------------------------
 
     def write_parquet(self, rel: str, frame: pl.DataFrame, row_group_size: int = 256_000) -> None:
-        table = frame.to_arrow()
+        """zstd, with polars' own writer (several times faster than pyarrow's here)."""
         if self.is_local:
             os.makedirs(os.path.dirname(self.path(rel)), exist_ok=True)
-            pq.write_table(table, self.path(rel), compression="zstd", row_group_size=row_group_size)
+            frame.write_parquet(self.path(rel), compression="zstd", row_group_size=row_group_size)
             return
         sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size)
+        frame.write_parquet(sink, compression="zstd", row_group_size=row_group_size)
         self.write_bytes(rel, sink.getvalue())
 
     def read_parquet(self, files: list[str], columns: list[str] | None = None) -> pl.DataFrame:
