@@ -7,8 +7,9 @@ bare endpoint.
    corrupt files and absurd values) into ``bench/results/bulk-data-<symbols>`` (kept for the
    next run: the same arguments give the same files).
 2. Every stage runs in a process of its own (``--stage ENGINE:STAGE``), so each figure is that
-   stage alone: wall seconds, and the peak RSS of the process and its children (the JVM and
-   Spark's Python workers) summed, sampled every 0.1 s.
+   stage alone: wall seconds, CPU seconds (user + system, the process and every descendant:
+   the figure a busy shared machine disturbs least), and the peak RSS of the process and its
+   children (the JVM and Spark's Python workers) summed, sampled every 0.1 s.
    - polars (``metalcast_bulk``, the default engine): ingest, features, train;
    - pandas, the same work written the way a pandas user would (the same validation rules,
      ``groupby().rolling('30D')``, the same LightGBM fit on a pandas frame), batch by batch
@@ -107,6 +108,7 @@ def run_stage(engine: str, stage: str, data: Path) -> dict[str, Any]:
 def measure_stage(engine: str, stage: str, data: Path) -> dict[str, Any]:
     """Run one stage in a child process; its seconds, peak tree RSS and what it reported."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "bench")}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, __file__, "--stage", f"{engine}:{stage}", "--data", str(data)],
@@ -128,6 +130,8 @@ def measure_stage(engine: str, stage: str, data: Path) -> dict[str, Any]:
     sampler.start()
     out, _ = proc.communicate(timeout=3600)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     stop.set()
     sampler.join()
     if proc.returncode != 0:
@@ -138,6 +142,7 @@ def measure_stage(engine: str, stage: str, data: Path) -> dict[str, Any]:
         "engine": engine,
         "stage": stage,
         "seconds": round(seconds, 2),
+        "cpu_s": round(cpu, 1),
         "peak_rss_mib": round(peak / 1024),
         **reported,
     }
@@ -317,6 +322,7 @@ def main() -> None:
             results.append(figure)
             print(
                 f"  {engine:<7} {stage:<9} {figure.get('seconds', '-'):>8} s  "
+                f"cpu {figure.get('cpu_s', '-'):>7} s  "
                 f"{figure.get('peak_rss_mib', '-'):>6} MiB  "
                 + (figure.get("error") or f"rows {figure.get('rows', figure.get('n_train', '-'))}")
             )
