@@ -21,6 +21,7 @@ jars, which are not set up.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -59,6 +60,8 @@ _ROW_KIND = "_good"
 warnings.filterwarnings(
     "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
 )
+# py4j logs its connection closing at interpreter exit, after logging's handlers may be gone.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 def _combined_schema() -> pa.Schema:
