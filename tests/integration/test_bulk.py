@@ -163,6 +163,7 @@ def test_the_bulk_pipeline_end_to_end_on_s3_to_the_api(
             ({"vol_moving_avg": "inf", "adj_close_rolling_med": "25"}, "finite number"),
             ({"vol_moving_avg": "lots", "adj_close_rolling_med": "25"}, "valid number"),
             ({"vol_moving_avg": "1", "adj_close_rolling_med": "-0.5"}, "greater than or equal"),
+            ({"vol_moving_avg": "1e300", "adj_close_rolling_med": "25"}, "less than or equal"),
         ]
         for params, reason in cases:
             for path in ("/predict", "/v1/volume/predict"):

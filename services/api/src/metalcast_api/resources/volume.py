@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 
 
 class VolumeUnavailable(Exception):
-    """No volume model in production, or its file cannot be loaded."""
+    """The production volume model's file cannot be downloaded, verified or loaded."""
+
+
+class NoVolumeModel(LookupError):
+    """No volume model in production yet."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ class VolumeModels:
         self._checked_at = float("-inf")
 
     async def current(self) -> LoadedVolume:
-        """The production model; :class:`VolumeUnavailable` if there is none."""
+        """The production model; :class:`NoVolumeModel` if there is none,
+        :class:`VolumeUnavailable` if its file will not load."""
         loaded = self._loaded
         if loaded is not None and time.monotonic() - self._checked_at < self._ttl_s:
             return loaded
@@ -83,9 +88,7 @@ class VolumeModels:
                 infos = await registry.production(conn)
             info = next((i for i in infos if i.symbol == VOLUME_SYMBOL), None)
             if info is None:
-                raise VolumeUnavailable(
-                    "no volume model in production yet: run `metalcast bulk train`"
-                )
+                raise NoVolumeModel("no volume model in production yet: run `metalcast bulk train`")
             if self._loaded is None or self._loaded.info.id != info.id:
                 self._loaded = await asyncio.to_thread(load_volume, self._s3, info)
                 log.info("loaded the volume model v%d (id %d)", info.version, info.id)

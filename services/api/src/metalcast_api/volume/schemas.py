@@ -7,12 +7,18 @@ from typing import Annotated
 from fastapi import Query
 from pydantic import BaseModel, Field
 
+# Upper bounds: beyond them the input is not a market's (the busiest US shares trade ~1e9 a
+# day; the bulk pipeline quarantines prices above 1e7) and the product could overflow.
+MAX_VOLUME = 1e13
+MAX_PRICE = 1e7
+
 VolMovingAvg = Annotated[
     float,
     Query(
         ge=0,
+        le=MAX_VOLUME,
         allow_inf_nan=False,
-        description="30-day rolling mean of the daily volume (shares), finite, >= 0",
+        description="30-day rolling mean of the daily volume (shares), finite, 0..1e13",
         examples=[12345],
     ),
 ]
@@ -20,8 +26,9 @@ AdjCloseRollingMed = Annotated[
     float,
     Query(
         ge=0,
+        le=MAX_PRICE,
         allow_inf_nan=False,
-        description="30-day rolling median of the adjusted close (USD), finite, >= 0",
+        description="30-day rolling median of the adjusted close (USD), finite, 0..1e7",
         examples=[25],
     ),
 ]

@@ -1,15 +1,21 @@
 """``GET /predict`` answers a bare JSON integer, exactly as the original API did;
 ``GET /v1/volume/predict`` answers the integer with the model version and the inputs.
-Missing, negative, NaN, infinite or non-numeric inputs are a 422 naming the reason; 503
-while no volume model is in production."""
+Missing, negative, NaN, infinite, absurdly large or non-numeric inputs are a 422 naming the
+reason; 409 while no volume model is in production (as forecasts answer for a metal without
+one); 503 when its file cannot be loaded."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from metalcast_api.deps import VolumeDep
-from metalcast_api.errors import responses, unavailable
-from metalcast_api.resources.volume import LoadedVolume, VolumeModels, VolumeUnavailable
+from metalcast_api.errors import conflict, responses, unavailable
+from metalcast_api.resources.volume import (
+    LoadedVolume,
+    NoVolumeModel,
+    VolumeModels,
+    VolumeUnavailable,
+)
 from metalcast_api.volume import service
 from metalcast_api.volume.schemas import (
     AdjCloseRollingMed,
@@ -24,6 +30,8 @@ router = APIRouter(tags=["volume"])
 async def _loaded(models: VolumeModels) -> LoadedVolume:
     try:
         return await models.current()
+    except NoVolumeModel as exc:
+        conflict(str(exc))
     except VolumeUnavailable as exc:
         unavailable(str(exc))
 
@@ -31,7 +39,7 @@ async def _loaded(models: VolumeModels) -> LoadedVolume:
 @router.get(
     "/predict",
     response_model=int,
-    responses=responses(503),
+    responses=responses(409, 503),
     summary="Predicted trading volume, a bare integer (the original API)",
 )
 async def predict_bare(
@@ -45,7 +53,7 @@ async def predict_bare(
 @router.get(
     "/v1/volume/predict",
     response_model=VolumePredictionRead,
-    responses=responses(503),
+    responses=responses(409, 503),
     summary="Predicted trading volume with the model version and the inputs",
 )
 async def predict(
