@@ -46,7 +46,18 @@ def make_app(settings_factory: Callable[[], BulkSettings]) -> typer.Typer:
         settings = settings_factory()
         given = {k: v for k, v in overrides.items() if v is not None}
         if given:
-            settings.bulk = settings.bulk.model_validate({**settings.bulk.model_dump(), **given})
+            from pydantic import ValidationError
+
+            try:
+                settings.bulk = settings.bulk.model_validate(
+                    {**settings.bulk.model_dump(), **given}
+                )
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+                    for e in exc.errors()
+                )
+                raise typer.BadParameter(problems) from exc
         configure_logging(settings.log_level)
         return build_service(settings)
 
