@@ -170,6 +170,8 @@ def test_the_bulk_pipeline_end_to_end_on_s3_to_the_api(
                 bad = http.get(path, params=params)
                 assert bad.status_code == 422, (path, params, bad.text)
                 assert reason in bad.text, bad.text
+        production = http.get("/v1/models/production").json()
+        assert [(p["symbol"], p["version"]) for p in production] == [(VOLUME_SYMBOL, 1)]
         shown = http.get("/v1/bulk/ingest-runs/latest").json()
         assert shown["run_id"] == run_id
         assert shown["report"]["by_file"]["stocks/ZZZ.csv"]["absurd_price"] == 2
