@@ -50,6 +50,13 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 FROM ${PYTHON_IMAGE}
 ARG SERVICE
+# Debian packages a service needs at run time (the bulk image: a JRE for Spark).
+ARG APT_PACKAGES=""
+RUN if [ -n "${APT_PACKAGES}" ]; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends ${APT_PACKAGES} \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 RUN groupadd --system --gid 10001 metalcast \
     && useradd --system --uid 10001 --gid metalcast --home-dir /app --no-create-home metalcast
 # Owned by root and read-only for the service user.

@@ -33,6 +33,9 @@ lint:
 	$(UV) run ruff format --check .
 	$(UV) run mypy
 
+# BULK_SYMBOLS=1000 make bench: a smaller bulk-pipeline run (the default is the full 8,000).
+BULK_SYMBOLS ?= 8000
+
 bench: setup
 	$(UV) run python bench/bench_ingest.py
 	$(UV) run python bench/bench_trainer_latency.py
@@ -43,6 +46,7 @@ bench: setup
 	$(UV) run python bench/bench_chaos.py
 	$(UV) run python bench/bench_bars.py
 	$(UV) run python bench/bench_trainer_instruments.py
+	$(UV) run python bench/bench_bulk.py --symbols $(BULK_SYMBOLS)
 
 stack-up: setup
 	$(UV) run metalcast stack up

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what metalcast needs on a fresh machine: uv, the locked Python environment, and
 # the toolchains the local stack builds its servers with (Java for Kafka, Maven to fetch its
-# jars, Go to build MinIO). Safe to run again.
+# jars, Go to build MinIO). Safe to run again. pyspark (the bulk pipeline's Spark engine and the
+# stack's Spark master and worker) comes with the locked environment and runs on the same Java.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

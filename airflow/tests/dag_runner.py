@@ -28,6 +28,7 @@ def main() -> None:
                     "tasks": sorted(t.task_id for t in dag.tasks),
                     "retries": {t.task_id: t.retries for t in dag.tasks},
                     "backoff": {t.task_id: bool(t.retry_exponential_backoff) for t in dag.tasks},
+                    "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
                 }
                 for dag_id, dag in bag.dags.items()
             },

@@ -19,6 +19,7 @@ import typer
 if TYPE_CHECKING:
     from metalcast_api.config import ApiSettings
     from metalcast_backup.config import BackupSettings
+    from metalcast_bulk.config import BulkSettings
     from metalcast_ingestor.config import IngestorSettings
     from metalcast_sink.config import SinkSettings
     from metalcast_trainer.config import TrainerSettings
@@ -35,14 +36,28 @@ def stack_up(
         bool,
         typer.Option(help="Also Airflow (api-server, scheduler, dag-processor, triggerer)."),
     ] = False,
+    with_spark: Annotated[
+        bool,
+        typer.Option(
+            help="Also a Spark standalone master and worker (metalcast bulk --engine spark)."
+        ),
+    ] = False,
 ) -> None:
     """Start PostgreSQL, Kafka and S3 on 127.0.0.1 (harmless when already running)."""
     from metalcast import stack
 
-    stack.up(with_airflow=with_airflow, progress=lambda line: typer.echo(line, err=True))
+    stack.up(
+        with_airflow=with_airflow,
+        with_spark=with_spark,
+        progress=lambda line: typer.echo(line, err=True),
+    )
     _print_status()
     if with_airflow:
         _print_airflow_login()
+    if with_spark:
+        from metalcast.stack import StackConfig, spark
+
+        typer.echo(f"Spark master: {spark.master_url(StackConfig.from_environ())}")
 
 
 def _print_airflow_login() -> None:
@@ -273,3 +288,21 @@ def _add_api_app() -> None:
 
 
 _add_api_app()
+
+
+# --- bulk market data: `metalcast bulk ingest|publish|features|train|report` ------------------
+
+
+def _bulk_settings() -> BulkSettings:
+    from metalcast_bulk.config import BulkSettings
+
+    return BulkSettings()
+
+
+def _add_bulk_app() -> None:
+    from metalcast_bulk.cli import make_app
+
+    app.add_typer(make_app(_bulk_settings), name="bulk")
+
+
+_add_bulk_app()

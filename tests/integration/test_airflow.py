@@ -175,3 +175,59 @@ def test_local_airflow_env_reaches_our_code() -> None:
     assert Path(env["METALCAST_BACKUP__PG_BIN_DIR"], "pg_dump").is_file()
     assert env["METALCAST_POSTGRES__URL"].startswith("postgresql://")
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO / "airflow" / "dags")
+
+
+def test_market_data_bulk_dag_runs_stocks_and_etfs_in_parallel_one_task_per_stage(
+    airflow_venv: AirflowVenv,
+) -> None:
+    bag, _ = airflow_venv.run(["bag"])
+    assert bag["import_errors"] == {}
+    bulk = bag["dags"]["market_data_bulk"]
+    assert bulk["tasks"] == ["features", "ingest_etfs", "ingest_stocks", "plan", "publish", "train"]
+    assert bulk["upstream"] == {
+        "plan": [],
+        "ingest_stocks": ["plan"],
+        "ingest_etfs": ["plan"],  # beside ingest_stocks, not after it
+        "publish": ["ingest_etfs", "ingest_stocks", "plan"],
+        "features": ["plan", "publish"],
+        "train": ["features", "plan"],
+    }
+    assert all(n >= 2 for n in bulk["retries"].values()), bulk["retries"]
+    assert all(bulk["backoff"].values())
+    assert not bulk["catchup"]
+
+
+def test_market_data_bulk_dag_publishes_prices_features_and_a_model(
+    airflow_venv: AirflowVenv,
+    pg_settings: PostgresSettings,
+    s3_settings: S3Settings,
+    tmp_path: Path,
+) -> None:
+    from tests.bulk_support import real_market_dir
+
+    real_market_dir(tmp_path / "in")
+    env = _env(
+        pg_settings,
+        METALCAST_S3__MODELS_BUCKET=s3_settings.models_bucket,
+        METALCAST_S3__BACKUPS_BUCKET=s3_settings.backups_bucket,
+        METALCAST_BULK__INPUT_URL=str(tmp_path / "in"),
+        METALCAST_BULK__DATA_URL=f"s3://{s3_settings.models_bucket}/bulk",
+        METALCAST_BULK__WORK_DIR=str(tmp_path / "work"),
+        METALCAST_BULK__NUM_BOOST_ROUND="30",
+    )
+    result, output = airflow_venv.run(["test", "market_data_bulk"], env)
+    assert result["state"] == "success", output[-5000:]
+    assert set(result["tasks"].values()) == {"success"}
+    client = make_s3_client(s3_settings)
+    keys = {
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=s3_settings.models_bucket
+        )
+        for o in page.get("Contents", [])
+    }
+    assert {
+        "bulk/prices/CURRENT",
+        "bulk/features/CURRENT",
+        "models/VOLUME/1/volume.lgb.txt",
+    } <= keys

@@ -30,6 +30,7 @@ SERVICES = {
     "api": "metalcast_api.__main__",
     "backup": "metalcast_backup.__main__",
     "watch": "metalcast_watch.__main__",
+    "bulk": "metalcast_bulk.__main__",
 }
 OWN_COMMANDS = {"stack", "demo", "migrate"}  # the local stack's, defined in metalcast.cli
 # Added by Typer to a console script's own app only.

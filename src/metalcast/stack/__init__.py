@@ -6,7 +6,8 @@ second MinIO, the backups' off-box target (``s3-offsite``, :mod:`metalcast.stack
 lives in ``.stack/`` (``$METALCAST_STACK_DIR``); downloads and builds in ``~/.cache/metalcast``
 (``$METALCAST_CACHE_DIR``). The servers run in their own sessions and outlive the caller.
 
-    up()       start what is not running; idempotent (``with_airflow=True``: Airflow too)
+    up()       start what is not running; idempotent (``with_airflow=True``: Airflow too;
+               ``with_spark=True``: a Spark master and worker)
     down()     stop every server by its pid; ``purge=True`` also deletes the data
     status()   per server: running, pid, address, implementation, memory
     env()      the environment variables the services read, for this stack
@@ -95,6 +96,7 @@ def up(
     *,
     s3: S3Implementation | None = None,
     with_airflow: bool = False,
+    with_spark: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, StartReport]:
     """Start PostgreSQL, Kafka and S3 (concurrently) unless running; wait until each answers.
@@ -132,6 +134,10 @@ def up(
         from metalcast.stack import airflow
 
         reports.update(airflow.start(cfg))
+    if with_spark:
+        from metalcast.stack import spark
+
+        reports.update(spark.start(cfg))
     log.info("stack up in %.1f s", time.monotonic() - begin)
     return reports
 
@@ -163,6 +169,9 @@ def down(
         from metalcast.stack import airflow
 
         airflow.stop(cfg)  # before PostgreSQL, which holds its metadata
+        from metalcast.stack import spark
+
+        spark.stop(cfg)
     with ThreadPoolExecutor(max_workers=len(servers), thread_name_prefix="stack-down") as pool:
         for future in [pool.submit(server.stop) for server in servers]:
             future.result()
@@ -173,6 +182,7 @@ def down(
             import shutil
 
             shutil.rmtree(cfg.stack_dir / "airflow", ignore_errors=True)
+            shutil.rmtree(cfg.stack_dir / "spark", ignore_errors=True)
             for lock in cfg.stack_dir.glob(".*.lock"):
                 lock.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
@@ -200,11 +210,12 @@ def status(config: StackConfig | None = None) -> dict[str, ServerStatus]:
 
 def status_lines(config: StackConfig | None = None) -> list[str]:
     """:func:`status` as lines for people: name, state, implementation, address, pid, memory."""
-    from metalcast.stack import airflow
+    from metalcast.stack import airflow, spark
 
-    # Airflow's components too, once started on this stack (airflow.statuses).
+    # Airflow's components and Spark too, once started on this stack (their statuses()).
     lines = []
-    for name, st in {**status(config), **airflow.statuses(_config(config))}.items():
+    cfg = _config(config)
+    for name, st in {**status(cfg), **airflow.statuses(cfg), **spark.statuses(cfg)}.items():
         if st.running:
             memory = f"{(st.pss_kib or 0) / 1024:.0f} MiB" if st.pss_kib is not None else "?"
             state = f"running  pid {st.pid:<7} {memory:>8}"

@@ -71,6 +71,11 @@ class StackConfig:
     s3_offsite_port: int = 29100
     s3_offsite_console_port: int = 29101
     airflow_port: int = 28080
+    # Spark standalone (metalcast stack up --with-spark): master, master UI, worker, worker UI.
+    spark_master_port: int = 27077
+    spark_master_ui_port: int = 27080
+    spark_worker_port: int = 27078
+    spark_worker_ui_port: int = 27081
     host: str = "127.0.0.1"
     # "auto": MinIO, built if missing; SeaweedFS if that build fails.
     s3_implementation: S3Implementation = "auto"
@@ -78,7 +83,8 @@ class StackConfig:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
         """Read ``METALCAST_STACK_DIR``, ``METALCAST_CACHE_DIR``, ``METALCAST_STACK_*_PORT``
-        (``..._AIRFLOW_PORT``, ``..._S3_OFFSITE_PORT``, ``..._S3_OFFSITE_CONSOLE_PORT`` too)
+        (``..._AIRFLOW_PORT``, ``..._S3_OFFSITE_PORT``, ``..._S3_OFFSITE_CONSOLE_PORT`` and
+        ``..._SPARK_*_PORT`` too)
         and ``METALCAST_STACK_S3`` (auto, minio or seaweedfs)."""
         env = os.environ if environ is None else environ
         s3 = env.get("METALCAST_STACK_S3") or "auto"
@@ -98,6 +104,10 @@ class StackConfig:
             s3_offsite_port=_port(env, "METALCAST_STACK_S3_OFFSITE_PORT", 29100),
             s3_offsite_console_port=_port(env, "METALCAST_STACK_S3_OFFSITE_CONSOLE_PORT", 29101),
             airflow_port=_port(env, "METALCAST_STACK_AIRFLOW_PORT", 28080),
+            spark_master_port=_port(env, "METALCAST_STACK_SPARK_MASTER_PORT", 27077),
+            spark_master_ui_port=_port(env, "METALCAST_STACK_SPARK_MASTER_UI_PORT", 27080),
+            spark_worker_port=_port(env, "METALCAST_STACK_SPARK_WORKER_PORT", 27078),
+            spark_worker_ui_port=_port(env, "METALCAST_STACK_SPARK_WORKER_UI_PORT", 27081),
             s3_implementation=s3,  # type: ignore[arg-type]
         )
 

@@ -1,8 +1,9 @@
 """Apache Airflow 3 for the local stack: api-server, scheduler, dag-processor, triggerer.
 
 Airflow lives in a virtual environment of its own (``<cache>/airflow-<version>-py3.X``, made
-with ``uv venv`` + ``uv pip install``), beside ``metalcast-core``, ``metalcast-backup`` and
-``metalcast-watch`` installed editable from this repository, so its tasks run our code and our
+with ``uv venv`` + ``uv pip install``), beside ``metalcast-core``, ``metalcast-backup``,
+``metalcast-watch``, ``metalcast-models`` and ``metalcast-bulk`` installed editable from this
+repository, so its tasks run our code and our
 venv stays free of Airflow's dependencies. Metadata lives in the stack's PostgreSQL (database
 ``airflow``).
 Every component listens on 127.0.0.1 only: no ``airflow standalone`` (it opens log servers on
@@ -103,9 +104,11 @@ def install(config: StackConfig, log: Path) -> float:
         repo / "libs" / "metalcast-core",
         repo / "services" / "backup",
         repo / "services" / "watch",
+        repo / "libs" / "metalcast-models",
+        repo / "services" / "bulk",
     ]
     deps = hashlib.sha256(b"".join((p / "pyproject.toml").read_bytes() for p in projects))
-    wanted = f"{VERSION} {repo} core,backup,watch {deps.hexdigest()[:16]}\n"
+    wanted = f"{VERSION} {repo} core,backup,watch,models,bulk {deps.hexdigest()[:16]}\n"
     log.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(config.cache_dir / f".airflow-{VERSION}.lock"):
         if stamp.is_file() and stamp.read_text() == wanted:
@@ -135,6 +138,11 @@ def install(config: StackConfig, log: Path) -> float:
                 str(repo / "services" / "backup"),
                 "-e",
                 str(repo / "services" / "watch"),
+                # The market_data_bulk DAG's tasks (polars, LightGBM, pyspark).
+                "-e",
+                str(repo / "libs" / "metalcast-models"),
+                "-e",
+                str(repo / "services" / "bulk"),
             ],
             log,
             env=env,

@@ -19,6 +19,8 @@ FEATURES = (
     "dashboard",
     "instruments",
     "analytics",
+    "volume",
+    "bulk",
 )
 FEATURE_MODULES = {"__init__.py", "views.py", "schemas.py", "service.py"}
 
@@ -43,7 +45,7 @@ def test_feature_folders_hold_only_views_schemas_and_queries() -> None:
 
 def test_resources_import_no_feature_folder_nor_the_app() -> None:
     files = sorted((PACKAGE / "resources").glob("*.py"))
-    assert {p.stem for p in files} >= {"__init__", "forecasts", "hub", "latest", "events"}
+    assert {p.stem for p in files} >= {"__init__", "forecasts", "hub", "latest", "events", "volume"}
     upward = tuple(f"metalcast_api.{name}" for name in (*FEATURES, "app", "deps"))
     for path in files:
         bad = sorted(m for m in _imports(path) if m.startswith(upward))

@@ -91,7 +91,8 @@ LOGIN_USERS: dict[str, tuple[str, ...]] = {
     "api": ("metalcast_api",),
     "backup": ("metalcast_backup",),
     "watch": ("metalcast_watch",),
-    "airflow": ("metalcast_backup", "metalcast_watch"),
+    # The DAGs' tasks: backups, the watch, and the market_data_bulk pipeline.
+    "airflow": ("metalcast_backup", "metalcast_watch", "metalcast_bulk"),
 }
 # Role attributes are not inherited through membership: the backup's scratch databases
 # (`verify`) need CREATEDB on the user that logs in.

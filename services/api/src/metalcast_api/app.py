@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from metalcast_api.analytics.views import router as analytics_router
+from metalcast_api.bulk.views import router as bulk_router
 from metalcast_api.config import ApiSettings
 from metalcast_api.dashboard.views import STATIC_DIR
 from metalcast_api.dashboard.views import router as dashboard_router
@@ -24,6 +25,7 @@ from metalcast_api.ops.views import router as ops_router
 from metalcast_api.prices.views import router as prices_router
 from metalcast_api.resources import open_resources
 from metalcast_api.stream.views import router as stream_router
+from metalcast_api.volume.views import router as volume_router
 
 DESCRIPTION = """
 Precious-metal prices (XAU, XAG, XPT, XPD in USD), the models trained on them, and their
@@ -83,6 +85,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(analytics_router)
     app.include_router(stream_router)
     app.include_router(ops_router)
+    app.include_router(volume_router)
+    app.include_router(bulk_router)
     app.include_router(dashboard_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.api.cors_origins:

@@ -44,6 +44,9 @@ class ApiSection(BaseModel):
     # Seconds each /readyz check may take.
     ready_timeout_s: float = Field(default=2.0, gt=0)
     access_log: bool = False
+    # The volume model's production pointer is read at most this often (a
+    # models.production.v1 event for VOLUME reads it at once).
+    volume_pointer_ttl_s: float = Field(default=2.0, ge=0)
 
 
 class ApiSettings(ServiceSettings):

@@ -22,6 +22,7 @@ from metalcast_api.resources import Resources
 from metalcast_api.resources.events import ProductionEvents
 from metalcast_api.resources.forecasts import ForecastCache
 from metalcast_api.resources.hub import EventHub
+from metalcast_api.resources.volume import VolumeModels
 from metalcast_core import Metal
 
 if TYPE_CHECKING:
@@ -71,6 +72,10 @@ async def get_events(state: ResourcesDep) -> ProductionEvents:
     return state.events
 
 
+async def get_volume(state: ResourcesDep) -> VolumeModels:
+    return state.volume
+
+
 async def get_metal(symbol: str) -> Metal:
     """The ``{symbol}`` path parameter as a metal; 404 naming the known symbols otherwise."""
     return metal_or_404(symbol)
@@ -83,6 +88,7 @@ ForecastsDep = Annotated[ForecastCache, Depends(get_forecasts)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 EventsDep = Annotated[ProductionEvents, Depends(get_events)]
 MetalDep = Annotated[Metal, Depends(get_metal)]
+VolumeDep = Annotated[VolumeModels, Depends(get_volume)]
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="METALCAST_API__API_KEY"

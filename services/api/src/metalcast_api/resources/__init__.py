@@ -2,12 +2,12 @@
 
 :func:`open_resources` builds them all (the PostgreSQL pool, the S3 client, the forecast
 cache and its pointer check, the stream's event hub and its Kafka consumer, the latest-prices
-cache, the producer of ``models.production.v1``), hands them over as one :class:`Resources`
-(``app.state.api``; handlers reach it through ``metalcast_api.deps``) and closes them when
-the app stops.
+cache, the producer of ``models.production.v1``, the volume model), hands them over as one
+:class:`Resources` (``app.state.api``; handlers reach it through ``metalcast_api.deps``)
+and closes them when the app stops.
 
-The feature folders (prices, models, forecasts, stream, ops, dashboard) hold views, schemas
-and queries, and import from here; nothing here imports from them.
+The feature folders (prices, models, forecasts, stream, ops, dashboard, volume, bulk) hold
+views, schemas and queries, and import from here; nothing here imports from them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from metalcast_api.resources.events import ProductionEvents
 from metalcast_api.resources.forecasts import ForecastCache
 from metalcast_api.resources.hub import EventHub
 from metalcast_api.resources.latest import LatestCache
+from metalcast_api.resources.volume import VolumeModels
 from metalcast_core import ModelsTrained, ProductionChanged, create_pool, make_s3_client
+from metalcast_models.volume import VOLUME_SYMBOL
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -53,6 +55,7 @@ class Resources:
     hub: EventHub
     latest: LatestCache
     events: ProductionEvents
+    volume: VolumeModels
 
 
 @contextlib.asynccontextmanager
@@ -73,7 +76,12 @@ async def open_resources(settings: ApiSettings, metrics: ApiMetrics) -> AsyncIte
             loaded = await forecasts.refresh()
             log.info("models.trained.v1 run %d: preloaded %s", event.run_id, loaded or "-")
 
+        volume = VolumeModels(s3, pool, settings.api.volume_pointer_ttl_s)
+
         async def on_production_changed(event: ProductionChanged) -> None:
+            if event.symbol == VOLUME_SYMBOL:
+                volume.invalidate()
+                return
             forecasts.pointers.invalidate()
             loaded = await forecasts.refresh()
             log.info(
@@ -100,6 +108,7 @@ async def open_resources(settings: ApiSettings, metrics: ApiMetrics) -> AsyncIte
             hub=hub,
             latest=LatestCache(settings.api.latest_cache_s),
             events=events,
+            volume=volume,
         )
         tasks.append(asyncio.create_task(hub.run(), name="stream-consumer"))
         tasks.append(

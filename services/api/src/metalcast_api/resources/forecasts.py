@@ -308,6 +308,7 @@ class ForecastCache:
         """Load every production version not yet in memory. Returns 'XAU v3'-style names."""
         async with self._pool.acquire() as conn:
             infos = await registry.production(conn)
+        infos = [i for i in infos if i.symbol in METAL_SYMBOLS]  # not VOLUME (resources/volume)
         loaded = []
         for info in infos:
             if (info.symbol, info.id) in self._models:
