@@ -335,6 +335,7 @@ async def test_the_migrate_job_creates_and_rotates_the_login_users(
         )
         assert [(r["member"], r["grp"], r["rolcreatedb"]) for r in memberships] == [
             ("metalcast_airflow_login", "metalcast_backup", True),
+            ("metalcast_airflow_login", "metalcast_bulk", True),
             ("metalcast_airflow_login", "metalcast_watch", True),
             ("metalcast_api_login", "metalcast_api", False),
         ]

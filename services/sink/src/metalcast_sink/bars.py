@@ -21,7 +21,6 @@ from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from metalcast_core import (
@@ -36,6 +35,7 @@ from metalcast_core import (
     utcnow,
 )
 from metalcast_sink.config import SinkSettings
+from metalcast_sink.consuming import commit_owned, dead_letter
 from metalcast_sink.service import DB_UNAVAILABLE, RETRY_BATCH, Connect
 from metalcast_sink.writer import mark_published
 
@@ -225,11 +225,11 @@ class BarSink:
             try:
                 bar = BARS.decode(record.value)
             except DecodeError as exc:
-                dead.append(self._dead_letter(record, str(exc)))
+                dead.append(dead_letter(record, str(exc)))
                 continue
             problem = bar_problem(bar, self._known, now)
             if problem is not None:
-                dead.append(self._dead_letter(record, problem))
+                dead.append(dead_letter(record, problem))
                 continue
             bars.append(bar)
         return DecodedBars(bars, dead, offsets, len(records))
@@ -245,7 +245,7 @@ class BarSink:
                 for d in batch.dead
             ]
             await asyncio.gather(*sends)
-        await self._commit(batch.offsets)
+        await commit_owned(self._consumer, batch.offsets)
         if event is not None:
             await self._producer.send_and_wait(
                 self._loaded_topic, BATCH_LOADED.encode(event), key=str(event.batch_id).encode()
@@ -257,28 +257,6 @@ class BarSink:
         self.stats.dead_lettered += len(batch.dead)
         room = max(0, 20 - len(self.stats.reasons))
         self.stats.reasons += [d.reason for d in batch.dead[:room]]
-
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        ours = self._consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in ours}
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError):
-            log.warning("offset commit failed after a rebalance; bars will be re-read")
-
-    @staticmethod
-    def _dead_letter(record: Record, reason: str) -> DeadLetter:
-        return DeadLetter(
-            stage="sink",
-            source=record.topic,
-            reason=reason,
-            original=record.value or b"",
-            original_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-        ).within()
 
     async def _with_db(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(

@@ -21,7 +21,7 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -38,6 +38,7 @@ from metalcast_core import (
     utcnow,
 )
 from metalcast_sink.config import SinkSettings
+from metalcast_sink.consuming import commit_owned, dead_letter
 from metalcast_sink.decoding import decode_values
 from metalcast_sink.writer import (
     PublishedSince,
@@ -266,12 +267,12 @@ class Sink:
         now = utcnow()
         problems = [tick_problem(t, self._known, now) for t in decoded.ticks]
         kept = decoded.kept
-        dead = [self._dead_letter(records[i], reason) for i, reason in decoded.refused]
+        dead = [dead_letter(records[i], reason) for i, reason in decoded.refused]
         ticks = decoded.ticks
         if any(problems):
             positions = kept if kept is not None else range(len(records))
             dead += [
-                self._dead_letter(records[i], problem)
+                dead_letter(records[i], problem)
                 for i, problem in zip(positions, problems, strict=True)
                 if problem is not None
             ]
@@ -312,7 +313,7 @@ class Sink:
             refused = await self._with_db(lambda conn: find_refused(conn, rows))
             bad = {i for i, _ in refused}
             letters = [
-                self._dead_letter(batch.records[i], f"refused by the database: {reason}")
+                dead_letter(batch.records[i], f"refused by the database: {reason}")
                 for i, reason in refused
             ]
             await self._send_dead(letters)
@@ -349,7 +350,7 @@ class Sink:
         stays in the outbox, where the relay sends it (once) later."""
         try:
             await asyncio.wait_for(
-                asyncio.gather(self._commit(offsets), self._announce(event)),
+                asyncio.gather(commit_owned(self._consumer, offsets), self._announce(event)),
                 self._settings.sink.kafka_side_timeout_s,
             )
         except (TimeoutError, KafkaError) as exc:
@@ -363,38 +364,11 @@ class Sink:
         if event is not None:
             self._published.append(event.batch_id)
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        ours = self._consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in ours}
-        if not offsets:
-            return
-        try:
-            # Exactly this batch's offsets: the consumer's position may already be past a
-            # batch that is decoded but not yet written.
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError):
-            # Rebalanced mid-batch (the group moved on, or these partitions are no longer
-            # ours): their new owner re-reads these messages; the writes are idempotent, so
-            # that is harmless.
-            log.warning("offset commit failed after a rebalance; batch will be re-read")
-
     async def _announce(self, event: BatchLoaded | None) -> None:
         if event is not None:
             await self._producer.send_and_wait(
                 self._loaded_topic, BATCH_LOADED.encode(event), key=str(event.batch_id).encode()
             )
-
-    @staticmethod
-    def _dead_letter(record: Record, reason: str) -> DeadLetter:
-        return DeadLetter(
-            stage="sink",
-            source=record.topic,
-            reason=reason,
-            original=record.value or b"",
-            original_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-        ).within()  # a poison pill's report must itself fit in a Kafka message
 
     async def _relay(self, stop: asyncio.Event) -> None:
         """Keep the outbox drained while running: events left unpublished (a lost
