@@ -660,33 +660,34 @@ async def _read_topic(kafka: KafkaSettings, name: str) -> list[bytes]:
 
 
 def private_config(root: Path, ports: dict[str, int] | None = None) -> StackConfig:
-    """A stack in ``root`` on free ports (or ``ports``), sharing the download cache."""
+    """A stack in ``root`` on free ports (every ``*_port`` of :class:`StackConfig`, or those
+    ``ports`` names, e.g. ``{"pg_port": 21432}``), sharing the download cache."""
+    import dataclasses
     import socket
+
+    taken: set[int] = set()
 
     def free() -> int:
         for _ in range(200):
             port = random.randint(20_000, 32_000)
+            if port in taken:
+                continue
             with socket.socket() as s:
                 try:
                     s.bind(("127.0.0.1", port))
                 except OSError:
                     continue
-                return port
+            taken.add(port)
+            return port
         raise RuntimeError("no free port")
 
     chosen = ports or {}
-    base = StackConfig.from_environ()
-    return StackConfig(
-        stack_dir=root,
-        cache_dir=base.cache_dir,
-        pg_port=chosen.get("pg", free()),
-        kafka_port=chosen.get("kafka", free()),
-        kafka_controller_port=chosen.get("kafka_controller", free()),
-        s3_port=chosen.get("s3", free()),
-        s3_console_port=chosen.get("s3_console", free()),
-        airflow_port=chosen.get("airflow", free()),
-        s3_implementation="minio",
+    base = dataclasses.replace(
+        StackConfig.from_environ(), stack_dir=root, s3_implementation="minio"
     )
+    fields = [f.name for f in dataclasses.fields(StackConfig) if f.name.endswith("_port")]
+    updates: dict[str, Any] = {name: chosen.get(name) or free() for name in fields}
+    return dataclasses.replace(base, **updates)
 
 
 def print_report(report: ChaosReport, out: Callable[[str], Any] = print) -> None:
