@@ -393,6 +393,7 @@ async def run_chaos(plan: ChaosPlan, config: StackConfig, workdir: Path) -> Chao
             steps.sort()
         restarts: list[asyncio.Task[None]] = []
         watching: list[asyncio.Task[None]] = []
+        locks = {target: asyncio.Lock() for target in plan.kills}
         for moment, step in steps:
             await asyncio.sleep(max(0.0, started + moment - time.monotonic()))
             if step == "restore":
@@ -403,7 +404,7 @@ async def run_chaos(plan: ChaosPlan, config: StackConfig, workdir: Path) -> Chao
             report.kills.append(kill)
             restarts.append(
                 asyncio.create_task(
-                    _kill_and_restart(kill, services, servers, pg.url, feed, watching)
+                    _kill_and_restart(kill, services, servers, pg.url, feed, watching, locks[step])
                 )
             )
         await asyncio.gather(*restarts)
@@ -449,6 +450,22 @@ async def _kill_and_restart(
     url: str,
     feed: Feed,
     watching: list[asyncio.Task[None]],
+    lock: asyncio.Lock,
+) -> None:
+    """One kill at a time per part: a second kill of a part waits until it is back up."""
+    queued = time.monotonic()
+    async with lock:
+        kill.at_s += time.monotonic() - queued  # when it happened, after any wait
+        await _kill_and_restart_now(kill, services, servers, url, feed, watching)
+
+
+async def _kill_and_restart_now(
+    kill: Kill,
+    services: dict[str, Service],
+    servers: dict[str, Server],
+    url: str,
+    feed: Feed,
+    watching: list[asyncio.Task[None]],
 ) -> None:
     before = await _stored(url)
     if kill.target in services:
@@ -462,7 +479,15 @@ async def _kill_and_restart(
             os.kill(pid, signal.SIGKILL)
             await _gone(pid)  # reaped, so a restart does not see it in lock files
         await asyncio.sleep(kill.down_s)
-        await asyncio.to_thread(server.start)
+        for attempt in range(3):  # a server killed mid-start may need another go
+            try:
+                await asyncio.to_thread(server.start)
+                break
+            except Exception as exc:
+                if attempt == 2:
+                    raise
+                log.warning("%s did not start again (%s); once more", kill.target, exc)
+                await asyncio.sleep(2)
     log.info("killed %s at %.1f s; started again after %.1f s", kill.target, kill.at_s, kill.down_s)
     watching.append(asyncio.create_task(_recovery(kill, url, before, feed)))
 
