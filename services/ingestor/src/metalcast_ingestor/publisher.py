@@ -45,6 +45,45 @@ class PublishStats:
         self.reasons.extend(other.reasons[: max(0, 20 - len(self.reasons))])
 
 
+def _dead_letter(source: str, reason: str, original: bytes) -> DeadLetter:
+    return DeadLetter(stage="ingestor", source=source, reason=reason, original=original).within()
+
+
+class _KeyedTopic:
+    """One topic whose messages are keyed by symbol: Kafka's default partitioner on the key
+    (all messages of a symbol in one partition, in order), several messages per request (the
+    producer's per-message path is the bottleneck)."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self.name = topic
+        self._partition_of: dict[str, int] = {}
+
+    async def partition(self, symbol: str) -> int:
+        if symbol not in self._partition_of:
+            partitions = sorted(await self._producer.partitions_for(self.name))
+            self._partition_of[symbol] = DefaultPartitioner()(
+                symbol.encode(), partitions, partitions
+            )
+        return self._partition_of[symbol]
+
+    async def send_batches(
+        self, partition: int, messages: Iterable[tuple[bytes, bytes]]
+    ) -> list[asyncio.Future[object]]:
+        futures = []
+        batch = self._producer.create_batch()
+        for key, value in messages:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                futures.append(
+                    await self._producer.send_batch(batch, self.name, partition=partition)
+                )
+                batch = self._producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        if batch.record_count():
+            futures.append(await self._producer.send_batch(batch, self.name, partition=partition))
+        return futures
+
+
 class TickPublisher:
     def __init__(
         self,
@@ -54,11 +93,10 @@ class TickPublisher:
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._producer = producer
-        self._ticks_topic = kafka.topic_name(TICKS)
+        self._ticks = _KeyedTopic(producer, kafka.topic_name(TICKS))
         self._dlq_topic = kafka.topic_name(TICKS_DLQ)
         self._known = frozenset(known_symbols)
         self._clock = clock
-        self._partition_of: dict[str, int] = {}
 
     async def publish(self, fetched: Iterable[Fetched]) -> PublishStats:
         """Publish a chunk and wait until Kafka has acknowledged all of it."""
@@ -68,35 +106,25 @@ class TickPublisher:
         dead: list[DeadLetter] = []
         for item in fetched:
             if isinstance(item, Rejected):
-                dead.append(
-                    DeadLetter(
-                        stage="ingestor",
-                        source=item.source,
-                        reason=item.reason,
-                        original=item.original,
-                    ).within()
-                )
+                dead.append(_dead_letter(item.source, item.reason, item.original))
                 continue
             problem = tick_problem(item, self._known, now)
             if problem is not None:
-                dead.append(
-                    DeadLetter(
-                        stage="ingestor",
-                        source=item.source,
-                        reason=problem,
-                        original=TICKS.encode(item),
-                    ).within()
-                )
+                dead.append(_dead_letter(item.source, problem, TICKS.encode(item)))
                 continue
             by_symbol[item.symbol].append(item)
 
         futures: list[asyncio.Future[object]] = []
         by_partition: dict[int, list[PriceTick]] = defaultdict(list)
         for symbol, ticks in by_symbol.items():
-            by_partition[await self._partition(symbol)].extend(ticks)
+            by_partition[await self._ticks.partition(symbol)].extend(ticks)
             stats.by_symbol[symbol] += len(ticks)
         for partition, ticks in by_partition.items():
-            futures.extend(await self._send_batches(partition, ticks))
+            futures.extend(
+                await self._ticks.send_batches(
+                    partition, ((t.symbol.encode(), TICKS.encode(t)) for t in ticks)
+                )
+            )
         for letter in dead:
             futures.append(
                 await self._producer.send(
@@ -111,34 +139,6 @@ class TickPublisher:
             log.warning("dead-lettered from %s: %s", d.source, d.reason)
         return stats
 
-    async def _partition(self, symbol: str) -> int:
-        if symbol not in self._partition_of:
-            partitions = sorted(await self._producer.partitions_for(self._ticks_topic))
-            self._partition_of[symbol] = DefaultPartitioner()(
-                symbol.encode(), partitions, partitions
-            )
-        return self._partition_of[symbol]
-
-    async def _send_batches(
-        self, partition: int, ticks: list[PriceTick]
-    ) -> list[asyncio.Future[object]]:
-        """Several messages per request: the producer's per-message path is the bottleneck."""
-        futures = []
-        batch = self._producer.create_batch()
-        for tick in ticks:
-            key, value = tick.symbol.encode(), TICKS.encode(tick)
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                futures.append(
-                    await self._producer.send_batch(batch, self._ticks_topic, partition=partition)
-                )
-                batch = self._producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        if batch.record_count():
-            futures.append(
-                await self._producer.send_batch(batch, self._ticks_topic, partition=partition)
-            )
-        return futures
-
 
 class BarPublisher:
     """Daily bars: good ones to ``prices.bars.v1`` (key = symbol), the rest to
@@ -152,11 +152,10 @@ class BarPublisher:
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._producer = producer
-        self._topic = kafka.topic_name(BARS)
+        self._bars = _KeyedTopic(producer, kafka.topic_name(BARS))
         self._dlq_topic = kafka.topic_name(BARS_DLQ)
         self._known = known_symbols
         self._clock = clock
-        self._partition_of: dict[str, int] = {}
 
     async def publish(self, fetched: Iterable[PriceBar | Rejected]) -> PublishStats:
         stats = PublishStats()
@@ -165,46 +164,24 @@ class BarPublisher:
         dead: list[DeadLetter] = []
         for item in fetched:
             if isinstance(item, Rejected):
-                dead.append(
-                    DeadLetter(
-                        stage="ingestor",
-                        source=item.source,
-                        reason=item.reason,
-                        original=item.original,
-                    ).within()
-                )
+                dead.append(_dead_letter(item.source, item.reason, item.original))
                 continue
             problem = bar_problem(item, self._known, now)
             if problem is not None:
-                dead.append(
-                    DeadLetter(
-                        stage="ingestor",
-                        source=item.source,
-                        reason=problem,
-                        original=BARS.encode(item),
-                    ).within()
-                )
+                dead.append(_dead_letter(item.source, problem, BARS.encode(item)))
                 continue
             good.append(item)
             stats.by_symbol[item.symbol] += 1
         futures: list[asyncio.Future[object]] = []
         by_partition: dict[int, list[PriceBar]] = defaultdict(list)
         for bar in good:
-            by_partition[await self._partition(bar.symbol)].append(bar)
+            by_partition[await self._bars.partition(bar.symbol)].append(bar)
         for partition, bars in by_partition.items():
-            batch = self._producer.create_batch()
-            for bar in bars:
-                key, value = bar.symbol.encode(), BARS.encode(bar)
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    futures.append(
-                        await self._producer.send_batch(batch, self._topic, partition=partition)
-                    )
-                    batch = self._producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            if batch.record_count():
-                futures.append(
-                    await self._producer.send_batch(batch, self._topic, partition=partition)
+            futures.extend(
+                await self._bars.send_batches(
+                    partition, ((b.symbol.encode(), BARS.encode(b)) for b in bars)
                 )
+            )
         for letter in dead:
             futures.append(
                 await self._producer.send(
@@ -218,12 +195,3 @@ class BarPublisher:
         for d in dead[:5]:
             log.warning("bar dead-lettered from %s: %s", d.source, d.reason)
         return stats
-
-    async def _partition(self, symbol: str) -> int:
-        """Kafka's default partitioner on the key: all bars of a symbol in one partition."""
-        if symbol not in self._partition_of:
-            partitions = sorted(await self._producer.partitions_for(self._topic))
-            self._partition_of[symbol] = DefaultPartitioner()(
-                symbol.encode(), partitions, partitions
-            )
-        return self._partition_of[symbol]
