@@ -115,6 +115,31 @@ class DeadLetter(Event):
         return empty.model_copy(update={"original": self.original[:room]})
 
 
+# A calendar day (an alias: a field named ``date`` shadows the type in its class body).
+Day = date
+# A FRED-style series id (DGS10, T10YIE, DTWEXBGS, ...).
+SeriesId = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_]{0,39}$")]
+# A macro value: finite; rates and indices may be zero or negative.
+MacroValue = Annotated[float, Field(strict=True, gt=-1e15, lt=1e15, allow_inf_nan=False)]
+
+
+class MacroObservation(Event):
+    """One observation of a macro series as it was known in one vintage: FRED's
+    ``series/observations`` row with its real-time period. Topic ``macro.observations.v1``,
+    key = series id. The natural key is ``(series_id, date, realtime_start)``: a revision of
+    a past value is a new vintage (a new row), never an overwrite of what was known before.
+    ``value`` is None where the provider gives no value (FRED's ``"."``)."""
+
+    series_id: SeriesId
+    source: Annotated[str, Field(min_length=1, max_length=64)] = "fred"
+    date: date  # the period the value is for
+    realtime_start: Day  # first day this value was known (the vintage)
+    realtime_end: Day  # last day it was current (FRED's 9999-12-31 for "still current")
+    value: MacroValue | None
+    fetched_at: UtcDatetime = Field(default_factory=utcnow)
+    raw: dict[str, Any] | None = None
+
+
 class BatchLoaded(Event):
     """Published by the sink after a batch is committed. Topic ``pipeline.batch-loaded.v1``."""
 
@@ -127,9 +152,10 @@ class BatchLoaded(Event):
     duplicates: int = 0
     dead_lettered: int = 0
     loaded_at: UtcDatetime = Field(default_factory=utcnow)
-    # Which table the batch went to: ticks (hours in first/last_hour) or daily bars (the
-    # first and last day, at 00:00 UTC, in first/last_hour).
-    table: Literal["prices.ticks", "prices.bars"] = "prices.ticks"
+    # Which table the batch went to: ticks (hours in first/last_hour), daily bars (the
+    # first and last day, at 00:00 UTC, in first/last_hour) or macro observations (symbols
+    # are the series ids; the first and last observation date, at 00:00 UTC).
+    table: Literal["prices.ticks", "prices.bars", "macro.observations"] = "prices.ticks"
 
 
 class TrainRequested(Event):
@@ -175,6 +201,7 @@ __all__ = [
     "BatchLoaded",
     "DeadLetter",
     "Event",
+    "MacroObservation",
     "ModelsTrained",
     "PriceBar",
     "PriceTick",

@@ -12,6 +12,7 @@ from metalcast_core._events import (
     BatchLoaded,
     DeadLetter,
     Event,
+    MacroObservation,
     ModelsTrained,
     PriceBar,
     PriceTick,
@@ -82,6 +83,11 @@ BARS: Topic[PriceBar] = Topic("prices.bars.v1", PriceBar, partitions=6)
 BARS_DLQ: Topic[DeadLetter] = Topic(
     "prices.bars.dlq", DeadLetter, partitions=1, retention_ms=30 * _DAY_MS
 )
+# Macro observations (FRED series with their vintages), key = series id.
+MACRO: Topic[MacroObservation] = Topic("macro.observations.v1", MacroObservation, partitions=3)
+MACRO_DLQ: Topic[DeadLetter] = Topic(
+    "macro.observations.dlq", DeadLetter, partitions=1, retention_ms=30 * _DAY_MS
+)
 BATCH_LOADED: Topic[BatchLoaded] = Topic("pipeline.batch-loaded.v1", BatchLoaded, partitions=1)
 TRAIN_REQUESTED: Topic[TrainRequested] = Topic(
     "pipeline.train-requested.v1", TrainRequested, partitions=12
@@ -96,6 +102,8 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
     TICKS_DLQ,
     BARS,
     BARS_DLQ,
+    MACRO,
+    MACRO_DLQ,
     BATCH_LOADED,
     TRAIN_REQUESTED,
     MODELS_TRAINED,
@@ -108,6 +116,8 @@ SINK_GROUP = "metalcast-sink"
 # BARS is consumed by the sink's bar loop (`metalcast sink bars`) in a group of its own.
 BAR_SINK_GROUP = "metalcast-sink-bars"
 TRAINER_GROUP = "metalcast-trainer"
+# MACRO is consumed by the sink's macro loop (`metalcast sink macro`) in a group of its own.
+MACRO_SINK_GROUP = "metalcast-sink-macro"
 # TRAIN_REQUESTED is consumed by every trainer instance in this group: each gets a share of
 # the instruments (their partitions).
 INSTRUMENT_TRAINER_GROUP = "metalcast-trainer-instruments"
