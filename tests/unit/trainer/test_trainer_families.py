@@ -154,6 +154,38 @@ def test_arima_fast_paths_agree_with_sktime(trained: dict[str, Model]) -> None:
         )
 
 
+def test_naive_fast_paths_agree_with_sktime(trained: dict[str, Model]) -> None:
+    family = FAMILIES["naive"]
+    for forecaster in trained["naive"].forecasters.values():
+        generic = np.asarray(forecaster.predict_residuals(), dtype=float)
+        fast = family.in_sample_residuals(forecaster)
+        assert np.isnan(fast[0])  # the first value has no previous one to predict it
+        np.testing.assert_allclose(fast[1:], generic[1:])
+        point = float(forecaster.predict(fh=[1]).iloc[0])
+        assert family.forecast_one(forecaster) == pytest.approx(point)
+        assert family.extract_params(forecaster) == {"last": pytest.approx(point)}
+
+
+def test_drift_fast_paths_are_the_drift_methods_fitted_values(
+    trained: dict[str, Model],
+) -> None:
+    family = FAMILIES["drift"]
+    for forecaster in trained["drift"].forecasters.values():
+        y = pd.Series(np.asarray(forecaster._y, dtype=float))
+        slope = (y.iloc[-1] - y.iloc[0]) / (len(y) - 1)
+        # fpp3's drift method: each fitted value is the previous value plus the slope, the
+        # residuals sktime's own interval variance is computed from.
+        expected = (y - (y.shift(1) + slope)).to_numpy()
+        np.testing.assert_allclose(family.in_sample_residuals(forecaster), expected, equal_nan=True)
+        assert family.forecast_one(forecaster) == pytest.approx(
+            float(forecaster.predict(fh=[1]).iloc[0])
+        )
+        assert family.extract_params(forecaster) == {
+            "last": pytest.approx(y.iloc[-1]),
+            "slope": pytest.approx(slope),
+        }
+
+
 def test_arima_with_concentrated_scale_still_reports_sigma2() -> None:
     source = GeneratedData(seed=5, end=END)
     model = Model(TICKERS, 12, 1, params={"concentrate_scale": True}, data_source=source)
