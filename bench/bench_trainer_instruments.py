@@ -46,7 +46,8 @@ from metalcast_core import (
     upsert_instruments,
 )
 from metalcast_trainer.config import TrainerSection, TrainerSettings
-from metalcast_trainer.runner import LazyProcessPool, TrainingRunner
+from metalcast_trainer.instruments import LazyProcessPool
+from metalcast_trainer.runner import TrainingRunner
 
 COLUMNS = (
     "symbol",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -155,101 +155,171 @@ async def get_version(conn: asyncpg.Connection, symbol: str, version: int) -> Ve
 
 
 async def next_version(conn: asyncpg.Connection, symbol: str) -> int:
-    value = await conn.fetchval(
-        "SELECT coalesce(max(version), 0) + 1 FROM ml.model_versions WHERE symbol = $1", symbol
+    return (await next_versions(conn, [symbol]))[symbol]
+
+
+async def next_versions(conn: asyncpg.Connection, symbols: Sequence[str]) -> dict[str, int]:
+    """The next version number of each symbol (1 for a symbol without versions)."""
+    rows = await conn.fetch(
+        """
+        SELECT s.symbol, coalesce(max(v.version), 0) + 1 AS next
+        FROM unnest($1::text[]) AS s (symbol)
+        LEFT JOIN ml.model_versions AS v ON v.symbol = s.symbol
+        GROUP BY s.symbol
+        """,
+        list(symbols),
     )
-    return int(value)
+    return {r["symbol"]: int(r["next"]) for r in rows}
 
 
-async def record_version(
-    conn: asyncpg.Connection,
-    *,
-    symbol: str,
-    version: int,
-    run_id: int,
-    family: str,
-    model_class: str,
-    hyperparameters: Mapping[str, Any],
-    fitted_params: Mapping[str, Any],
-    metrics: Mapping[str, Any],
-    window_start: datetime,
-    window_end: datetime,
-    n_observations: int,
-    artifact_uri: str,
-    sha256: str,
-    size_bytes: int,
-    candidate: str | None = None,
-    candidate_key: str | None = None,
-    window_hash: str | None = None,
-    window_hours: int | None = None,
-    backtest: Mapping[str, Any] | None = None,
-    calibration: Mapping[str, Any] | None = None,
-    decision: str | None = None,
-) -> int:
-    """Insert a version; returns its id."""
-    value = await conn.fetchval(
+async def lock_symbols(conn: asyncpg.Connection, symbols: Sequence[str]) -> None:
+    """One version writer per symbol at a time (versions are numbered without gaps): the
+    transaction's advisory locks, taken in one order so that two writers never deadlock."""
+    await conn.execute(
+        """
+        SELECT pg_advisory_xact_lock(hashtext('model:' || symbol))
+        FROM (SELECT DISTINCT unnest($1::text[]) AS symbol ORDER BY 1) AS s
+        """,
+        list(symbols),
+    )
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """A version to record (``ml.model_versions``), before it has an id."""
+
+    symbol: str
+    version: int
+    run_id: int
+    family: str
+    model_class: str
+    hyperparameters: Mapping[str, Any]
+    fitted_params: Mapping[str, Any]
+    metrics: Mapping[str, Any]
+    window_start: datetime
+    window_end: datetime
+    n_observations: int
+    artifact_uri: str
+    sha256: str
+    size_bytes: int
+    candidate: str | None = None
+    candidate_key: str | None = None
+    window_hash: str | None = None
+    window_hours: int | None = None
+    backtest: Mapping[str, Any] | None = None
+    calibration: Mapping[str, Any] | None = None
+    decision: str | None = None
+
+
+async def record_version(conn: asyncpg.Connection, **fields: Any) -> int:
+    """Insert a version (the fields of :class:`NewVersion`); returns its id."""
+    version = NewVersion(**fields)
+    return (await record_versions(conn, [version]))[version.symbol]
+
+
+async def record_versions(
+    conn: asyncpg.Connection, versions: Sequence[NewVersion]
+) -> dict[str, int]:
+    """Insert versions (at most one per symbol) in one statement; their ids by symbol."""
+    columns: list[list[Any]] = [[] for _ in range(21)]
+    for v in versions:
+        row = (
+            v.symbol,
+            v.version,
+            v.run_id,
+            v.family,
+            v.model_class,
+            json.dumps(v.hyperparameters),
+            json.dumps(v.fitted_params),
+            json.dumps(v.metrics),
+            v.window_start,
+            v.window_end,
+            v.n_observations,
+            v.artifact_uri,
+            v.sha256,
+            v.size_bytes,
+            v.candidate,
+            v.candidate_key,
+            v.window_hash,
+            v.window_hours,
+            json.dumps(dict(v.backtest or {})),
+            json.dumps(dict(v.calibration or {})),
+            v.decision,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    rows = await conn.fetch(
         """
         INSERT INTO ml.model_versions
             (symbol, version, run_id, family, model_class, hyperparameters, fitted_params,
              metrics, window_start, window_end, n_observations, artifact_uri, sha256,
              size_bytes, candidate, candidate_key, window_hash, window_hours, backtest,
              calibration, decision)
-        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13, $14,
-                $15, $16, $17, $18, $19::jsonb, $20::jsonb, $21)
-        RETURNING id
+        SELECT symbol, version, run_id, family, model_class, hyperparameters::jsonb,
+               fitted_params::jsonb, metrics::jsonb, window_start, window_end, n_observations,
+               artifact_uri, sha256, size_bytes, candidate, candidate_key, window_hash,
+               window_hours, backtest::jsonb, calibration::jsonb, decision
+        FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                    $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::int[],
+                    $12::text[], $13::text[], $14::bigint[], $15::text[], $16::text[],
+                    $17::text[], $18::int[], $19::text[], $20::text[], $21::text[])
+            AS v (symbol, version, run_id, family, model_class, hyperparameters,
+                  fitted_params, metrics, window_start, window_end, n_observations,
+                  artifact_uri, sha256, size_bytes, candidate, candidate_key, window_hash,
+                  window_hours, backtest, calibration, decision)
+        RETURNING symbol, id
         """,
-        symbol,
-        version,
-        run_id,
-        family,
-        model_class,
-        json.dumps(hyperparameters),
-        json.dumps(fitted_params),
-        json.dumps(metrics),
-        window_start,
-        window_end,
-        n_observations,
-        artifact_uri,
-        sha256,
-        size_bytes,
-        candidate,
-        candidate_key,
-        window_hash,
-        window_hours,
-        json.dumps(dict(backtest or {})),
-        json.dumps(dict(calibration or {})),
-        decision,
+        *columns,
     )
-    return int(value)
+    return {r["symbol"]: int(r["id"]) for r in rows}
 
 
 async def find_fit(
     conn: asyncpg.Connection, symbol: str, candidate_key: str, window_hash: str
 ) -> VersionInfo | None:
     """The live version of this configuration on this window, if one was made."""
-    row = await conn.fetchrow(
-        _SELECT + " WHERE v.symbol = $1 AND v.candidate_key = $2 AND v.window_hash = $3"
-        " AND v.deleted_at IS NULL",
-        symbol,
-        candidate_key,
-        window_hash,
+    return (await find_fits(conn, {symbol: window_hash})).get(symbol, {}).get(candidate_key)
+
+
+async def find_fits(
+    conn: asyncpg.Connection, windows: Mapping[str, str]
+) -> dict[str, dict[str, VersionInfo]]:
+    """The live versions fitted on each symbol's window (``windows``: symbol -> window
+    hash), by symbol and configuration (candidate key)."""
+    rows = await conn.fetch(
+        _SELECT + " JOIN unnest($1::text[], $2::text[]) AS w (symbol, window_hash)"
+        " ON v.symbol = w.symbol AND v.window_hash = w.window_hash"
+        " WHERE v.deleted_at IS NULL AND v.candidate_key IS NOT NULL",
+        list(windows),
+        list(windows.values()),
     )
-    return None if row is None else _info(row)
+    found: dict[str, dict[str, VersionInfo]] = {}
+    for row in rows:
+        info = _info(row)
+        assert info.candidate_key is not None
+        found.setdefault(info.symbol, {})[info.candidate_key] = info
+    return found
 
 
 async def pin(conn: asyncpg.Connection, symbol: str) -> Pin | None:
     """Who pinned ``symbol``'s production pointer, if anyone."""
-    row = await conn.fetchrow(
+    return (await pins(conn, [symbol])).get(symbol)
+
+
+async def pins(conn: asyncpg.Connection, symbols: Sequence[str]) -> dict[str, Pin]:
+    """The pinned pointers among ``symbols``, by symbol."""
+    rows = await conn.fetch(
         """
         SELECT p.symbol, v.version, p.pinned_at, p.pinned_by, p.pin_reason
         FROM ml.production_models AS p JOIN ml.model_versions AS v ON v.id = p.model_version_id
-        WHERE p.symbol = $1 AND p.pinned_at IS NOT NULL
+        WHERE p.symbol = ANY($1::text[]) AND p.pinned_at IS NOT NULL
         """,
-        symbol,
+        list(symbols),
     )
-    if row is None:
-        return None
-    return Pin(row["symbol"], row["version"], row["pinned_at"], row["pinned_by"], row["pin_reason"])
+    return {
+        r["symbol"]: Pin(r["symbol"], r["version"], r["pinned_at"], r["pinned_by"], r["pin_reason"])
+        for r in rows
+    }
 
 
 async def move_pointer(
@@ -265,96 +335,121 @@ async def move_pointer(
 ) -> PointerMove | None:
     """Point ``symbol``'s production at ``version_id`` and record the move; ``pinned`` pins
     it there. With ``respect_pin`` (the trainer) a pinned pointer is left alone: ``None``."""
-    async with conn.transaction():
-        current = await conn.fetchrow(
-            """
-            SELECT p.model_version_id, v.version, p.pinned_at
-            FROM ml.production_models AS p JOIN ml.model_versions AS v ON v.id = p.model_version_id
-            WHERE p.symbol = $1
-            FOR UPDATE OF p
-            """,
-            symbol,
-        )
-        if respect_pin and current is not None and current["pinned_at"] is not None:
-            return None
-        target = await conn.fetchval(
-            "SELECT version FROM ml.model_versions WHERE id = $1 AND symbol = $2",
-            version_id,
-            symbol,
-        )
-        if target is None:
-            raise RollbackRefused(f"version id {version_id} is not a version of {symbol}")
-        changed_at = await conn.fetchval(
-            """
-            INSERT INTO ml.production_models
-                (symbol, model_version_id, updated_at, updated_by, pinned_at, pinned_by,
-                 pin_reason)
-            VALUES ($1, $2, now(), $3, CASE WHEN $4 THEN now() END, CASE WHEN $4 THEN $3 END,
-                    CASE WHEN $4 THEN $5 END)
-            ON CONFLICT (symbol) DO UPDATE
-                SET model_version_id = EXCLUDED.model_version_id,
-                    updated_at = EXCLUDED.updated_at,
-                    updated_by = EXCLUDED.updated_by,
-                    pinned_at = EXCLUDED.pinned_at,
-                    pinned_by = EXCLUDED.pinned_by,
-                    pin_reason = EXCLUDED.pin_reason
-            RETURNING updated_at
-            """,
-            symbol,
-            version_id,
-            by,
-            pinned,
-            note,
-        )
-        await _history(
-            conn,
-            symbol,
-            None if current is None else current["model_version_id"],
-            version_id,
-            action,
-            by,
-            changed_at,
-            note,
-            pinned,
-        )
-    return PointerMove(
-        symbol=symbol,
-        from_version=None if current is None else current["version"],
-        to_version=int(target),
+    moves = await move_pointers(
+        conn,
+        {symbol: (version_id, note)},
         action=action,
-        changed_by=by,
-        changed_at=changed_at,
+        by=by,
         pinned=pinned,
-        reason=note,
+        respect_pin=respect_pin,
     )
+    return moves[0] if moves else None
 
 
-async def _history(
+async def move_pointers(
     conn: asyncpg.Connection,
-    symbol: str,
-    from_id: int | None,
-    to_id: int,
+    targets: Mapping[str, tuple[int, str | None]],
+    *,
     action: str,
     by: str,
-    at: datetime,
-    note: str | None,
-    pinned: bool,
-) -> None:
-    await conn.execute(
-        """
-        INSERT INTO ml.production_history
-            (symbol, from_version_id, to_version_id, action, changed_by, changed_at, note, pinned)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-        """,
-        symbol,
-        from_id,
-        to_id,
-        action,
-        by,
-        at,
-        note,
-        pinned,
-    )
+    pinned: bool = False,
+    respect_pin: bool = False,
+) -> list[PointerMove]:
+    """:func:`move_pointer` for many symbols in one transaction (``targets``: symbol ->
+    (version id, note)): the moves made, by symbol; with ``respect_pin`` pinned pointers
+    are left alone (no move)."""
+    async with conn.transaction():
+        symbols = sorted(targets)
+        current = {
+            r["symbol"]: r
+            for r in await conn.fetch(
+                """
+                SELECT p.symbol, p.model_version_id, v.version, p.pinned_at
+                FROM ml.production_models AS p
+                JOIN ml.model_versions AS v ON v.id = p.model_version_id
+                WHERE p.symbol = ANY($1::text[])
+                ORDER BY p.symbol
+                FOR UPDATE OF p
+                """,
+                symbols,
+            )
+        }
+        if respect_pin:
+            symbols = [s for s in symbols if s not in current or current[s]["pinned_at"] is None]
+        if not symbols:
+            return []
+        ids = [targets[s][0] for s in symbols]
+        notes = [targets[s][1] for s in symbols]
+        found = {
+            r["id"]: r
+            for r in await conn.fetch(
+                "SELECT id, symbol, version FROM ml.model_versions WHERE id = ANY($1::bigint[])",
+                ids,
+            )
+        }
+        for symbol, version_id in zip(symbols, ids, strict=True):
+            row = found.get(version_id)
+            if row is None or row["symbol"] != symbol:
+                raise RollbackRefused(f"version id {version_id} is not a version of {symbol}")
+        changed = {
+            r["symbol"]: r["updated_at"]
+            for r in await conn.fetch(
+                """
+                INSERT INTO ml.production_models
+                    (symbol, model_version_id, updated_at, updated_by, pinned_at, pinned_by,
+                     pin_reason)
+                SELECT t.symbol, t.version_id, now(), $3::text,
+                       CASE WHEN $4 THEN now() END, CASE WHEN $4 THEN $3::text END,
+                       CASE WHEN $4 THEN t.note END
+                FROM unnest($1::text[], $2::bigint[], $5::text[]) AS t (symbol, version_id, note)
+                ON CONFLICT (symbol) DO UPDATE
+                    SET model_version_id = EXCLUDED.model_version_id,
+                        updated_at = EXCLUDED.updated_at,
+                        updated_by = EXCLUDED.updated_by,
+                        pinned_at = EXCLUDED.pinned_at,
+                        pinned_by = EXCLUDED.pinned_by,
+                        pin_reason = EXCLUDED.pin_reason
+                RETURNING symbol, updated_at
+                """,
+                symbols,
+                ids,
+                by,
+                pinned,
+                notes,
+            )
+        }
+        previous = [current[s]["model_version_id"] if s in current else None for s in symbols]
+        await conn.execute(
+            """
+            INSERT INTO ml.production_history
+                (symbol, from_version_id, to_version_id, action, changed_by, changed_at, note,
+                 pinned)
+            SELECT symbol, from_id, to_id, $4, $5, changed_at, note, $8
+            FROM unnest($1::text[], $2::bigint[], $3::bigint[], $6::timestamptz[], $7::text[])
+                AS h (symbol, from_id, to_id, changed_at, note)
+            """,
+            symbols,
+            previous,
+            ids,
+            action,
+            by,
+            [changed[s] for s in symbols],
+            notes,
+            pinned,
+        )
+    return [
+        PointerMove(
+            symbol=symbol,
+            from_version=current[symbol]["version"] if symbol in current else None,
+            to_version=int(found[version_id]["version"]),
+            action=action,
+            changed_by=by,
+            changed_at=changed[symbol],
+            pinned=pinned,
+            reason=note,
+        )
+        for symbol, version_id, note in zip(symbols, ids, notes, strict=True)
+    ]
 
 
 # Refusals raised by ml.set_production (infra/migrations/0008_roles.sql).

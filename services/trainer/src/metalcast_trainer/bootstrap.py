@@ -23,8 +23,9 @@ from metalcast_core import (
 )
 from metalcast_models import single_threaded_blas
 from metalcast_trainer.config import TrainerSettings
+from metalcast_trainer.instruments import LazyProcessPool
 from metalcast_trainer.observe import TrainerObserver
-from metalcast_trainer.runner import LazyProcessPool, RunReport, TrainingRunner
+from metalcast_trainer.runner import RunReport, TrainingRunner
 from metalcast_trainer.service import InstrumentTrainer, Trainer, publish_report
 
 

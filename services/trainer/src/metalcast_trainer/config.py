@@ -92,8 +92,11 @@ class TrainerSection(BaseModel):
     # Backtests of instruments run in a process pool of this many workers (one BLAS thread
     # each); 0: in threads of the trainer's own process.
     workers: int = Field(default=2, ge=0, le=64)
-    # Instruments in flight at once within a run (their database work overlaps the pool's).
-    instrument_concurrency: int = Field(default=8, ge=1, le=256)
+    # Instruments go to the pool and to the database in batches of at most this many
+    # (metalcast_trainer.instruments); this many batches are in flight at once, so that one
+    # batch's database and S3 work overlaps the pool's work on the next.
+    instrument_batch: int = Field(default=50, ge=1, le=1000)
+    instrument_batches: int = Field(default=4, ge=1, le=64)
 
     @field_validator("candidates", mode="before")
     @classmethod

@@ -23,7 +23,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,12 +41,9 @@ from metalcast_models import (
     save_forecaster,
 )
 from metalcast_models.backtest import (
-    Candidate,
     Decision,
-    Rules,
     Score,
     Series,
-    decide,
     window_hash,
     window_scale,
 )
@@ -56,8 +52,13 @@ from metalcast_models.families import get_family
 from metalcast_models.fitting import fit_frame, fit_series, jsonable, span_hours
 from metalcast_models.registry import PointerMove, VersionInfo
 from metalcast_trainer import store
-from metalcast_trainer.config import TrainerSection, TrainerSettings, instrument_plan
-from metalcast_trainer.evaluation import backtest_and_score, fit_and_save
+from metalcast_trainer.config import TrainerSettings, instrument_plan
+from metalcast_trainer.evaluation import backtest_and_score, champion_of, choose, fit_and_save
+from metalcast_trainer.instruments import (
+    InstrumentTrainer,
+    LazyProcessPool,
+    Plan,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -84,80 +85,6 @@ class RunReport:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class Plan:
-    """How one series is trained: the window, the candidates, the rules and the backtest
-    settings. The metals' comes from the trainer's settings; an instrument's from its
-    catalogue entry (``model``)."""
-
-    x_size: int
-    candidates: list[Candidate]
-    rules: Rules
-    cfg: TrainerSection
-    cadence: str = "hourly"
-
-
-# An instrument's newest values, by cadence: the long views (docs/instruments.md).
-INSTRUMENT_SERIES_SQL = {
-    "hourly": """
-SELECT symbol, ts AS at, price::float8 AS value FROM (
-    SELECT symbol, ts, price, row_number() OVER (PARTITION BY symbol ORDER BY ts DESC) AS n
-    FROM analytics.instrument_prices_hourly WHERE symbol = ANY($1::text[])
-) AS s WHERE n <= $2 ORDER BY symbol, ts
-""",
-    "daily": """
-SELECT symbol, (date::timestamp AT TIME ZONE 'UTC') AS at, close::float8 AS value FROM (
-    SELECT symbol, date, close, row_number() OVER (PARTITION BY symbol ORDER BY date DESC) AS n
-    FROM analytics.instrument_prices_daily WHERE symbol = ANY($1::text[])
-) AS s WHERE n <= $2 ORDER BY symbol, date
-""",
-}
-
-
-async def fetch_instrument_series(
-    conn: Any, cadence: str, symbols: Sequence[str], per_symbol: int
-) -> dict[str, pd.Series]:
-    """The newest ``per_symbol`` values of each symbol, oldest first, indexed by UTC time."""
-    rows = await conn.fetch(INSTRUMENT_SERIES_SQL[cadence], list(symbols), per_symbol)
-    grouped: dict[str, tuple[list[Any], list[float]]] = {s: ([], []) for s in symbols}
-    for r in rows:
-        stamps, values = grouped[r["symbol"]]
-        stamps.append(r["at"])
-        values.append(r["value"])
-    return {
-        symbol: pd.Series(
-            values, index=pd.DatetimeIndex(stamps, name="ts").tz_convert("UTC"), dtype=float
-        )
-        if stamps
-        else pd.Series(dtype=float)
-        for symbol, (stamps, values) in grouped.items()
-    }
-
-
-class LazyProcessPool:
-    """A process pool (one BLAS thread per worker) started on first use: a trainer that
-    never trains an instrument never spawns it. Shared by the runners of one process."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self._executor: Executor | None = None
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> Executor:
-        if self._executor is None:
-            async with self._lock:
-                if self._executor is None:
-                    from metalcast_models import blas_process_pool
-
-                    self._executor = await asyncio.to_thread(blas_process_pool, self.workers)
-        return self._executor
-
-    def shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-
-
 class TrainingRunner:
     def __init__(
         self,
@@ -176,6 +103,7 @@ class TrainingRunner:
         self.candidates = self._cfg.build_candidates()
         self._rules = self._cfg.rules()
         self._metal_plan = Plan(self._cfg.x_size, self.candidates, self._rules, self._cfg)
+        self._instruments = InstrumentTrainer(settings, pool, s3, executor)
         # The symbols the events handed to :meth:`wants` touched; :meth:`run` trains those
         # (the metals all together, as before, when any metal was touched). ``None``: all.
         self._pending: set[str] | None = None
@@ -319,7 +247,8 @@ class TrainingRunner:
                 column = frame[ticker] if ticker in frame.columns else pd.Series(dtype=float)
                 await self._one(report, symbol, ticker, column.dropna(), current.get(symbol), work)
         instruments = [i for i in catalogue.modelled() if pending is None or i.symbol in pending]
-        await self._train_instruments(report, instruments, current, work)
+        plans = {i.symbol: self.plan_for(i) for i in instruments}
+        await self._instruments.train(report, instruments, plans, current, work)
         ends = [w["end"] for w in report.windows.values() if w.get("end")]
         starts = [w["start"] for w in report.windows.values() if w.get("start")]
         report.window_start = min(starts) if starts else None
@@ -341,52 +270,6 @@ class TrainingRunner:
         assert inst.model is not None
         x_size, candidates, rules, cfg = instrument_plan(self._cfg, inst.model)
         return Plan(x_size, candidates, rules, cfg, inst.cadence)
-
-    async def _train_instruments(
-        self,
-        report: RunReport,
-        instruments: Sequence[Instrument],
-        current: dict[str, VersionInfo],
-        work: Path,
-    ) -> None:
-        """Every catalogued instrument with a model configuration, on its own cadence's
-        series, each with its own window size and candidates."""
-        if not instruments:
-            return
-        t = time.perf_counter()
-        plans = {i.symbol: self.plan_for(i) for i in instruments}
-        series: dict[str, pd.Series] = {}
-        async with self._pool.acquire() as conn:
-            for cadence in ("hourly", "daily"):
-                chosen = [i for i in instruments if i.cadence == cadence]
-                if not chosen:
-                    continue
-                need = max(plans[i.symbol].x_size for i in chosen) + self._cfg.backtest_origins
-                series.update(
-                    await fetch_instrument_series(
-                        conn, cadence, [i.symbol for i in chosen], need + 1
-                    )
-                )
-        report.timings["load_s"] = round(report.timings["load_s"] + time.perf_counter() - t, 4)
-        gate = asyncio.Semaphore(self._cfg.instrument_concurrency)
-
-        async def one(inst: Instrument) -> None:
-            async with gate:
-                try:
-                    await self._one(
-                        report,
-                        inst.symbol,
-                        inst.symbol,
-                        series[inst.symbol],
-                        current.get(inst.symbol),
-                        work,
-                        plans[inst.symbol],
-                    )
-                except Exception as exc:  # one instrument's failure never stops the others
-                    log.exception("run %s: %s failed", report.run_id, inst.symbol)
-                    await self._failed(report, inst.symbol, f"{type(exc).__name__}: {exc}", {})
-
-        await asyncio.gather(*(one(i) for i in instruments))
 
     async def _one(
         self,
@@ -421,7 +304,7 @@ class TrainingRunner:
         digest = window_hash(window)
 
         # 0. the production version already fits this very window: nothing moved
-        champion = self._champion(champion_info, plan.candidates)
+        champion = champion_of(champion_info, plan.candidates)
         if (
             champion_info is not None
             and champion_info.window_hash == digest
@@ -478,18 +361,7 @@ class TrainingRunner:
         async with self._pool.acquire() as conn:
             pin = await registry.pin(conn, symbol)
         pinned = None if pin is None else f"{pin.pinned_by} at v{pin.version}"
-        if scores:
-            decision = decide(plan.candidates, scores, champion, rules=plan.rules, pinned=pinned)
-        else:
-            first = plan.candidates[0] if champion is None else champion
-            decision = Decision(
-                "pinned" if pinned else ("first" if champion is None else "refit"),
-                first,
-                first,
-                pinned is None,
-                f"no backtest yet ({len(values)} observed values, the first origin needs "
-                f"{x + 1}): {first.name}" + (f"; pinned by {pinned}" if pinned else ""),
-            )
+        decision = choose(plan.candidates, scores, champion, plan.rules, pinned, len(values), x)
         chosen_score = scores.get(decision.chosen.key)
         detail = {
             "action": decision.action,
@@ -556,25 +428,6 @@ class TrainingRunner:
             model_class,
         )
         report.timings["store_s"] += round(time.perf_counter() - t, 4)
-
-    def _champion(
-        self, info: VersionInfo | None, candidates: Sequence[Candidate] | None = None
-    ) -> Candidate | None:
-        if info is None:
-            return None
-        for cand in candidates if candidates is not None else self.candidates:
-            if info.candidate_key == cand.key:
-                return cand
-        try:  # a configuration no longer among the candidates still defends its place
-            family = get_family(info.family)
-            return Candidate(
-                info.candidate or info.family,
-                family.name,
-                family.resolve(info.hyperparameters),
-                info.n_observations,
-            )
-        except ValueError:
-            return None
 
     @staticmethod
     def _save_and_check(result: FitResult, work: Path) -> tuple[SavedArtifact | None, str | None]:

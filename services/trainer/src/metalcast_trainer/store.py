@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -81,6 +82,18 @@ async def close_interrupted(conn: asyncpg.Connection) -> list[int]:
     return [int(r["id"]) for r in rows]
 
 
+@dataclass(frozen=True)
+class Result:
+    """What a run did for one symbol (``ml.training_results``)."""
+
+    symbol: str
+    status: str
+    reason: str | None = None
+    version_id: int | None = None
+    window: Mapping[str, Any] | None = None
+    decision: Mapping[str, Any] | None = None
+
+
 async def record_result(
     conn: asyncpg.Connection,
     run_id: int,
@@ -93,29 +106,49 @@ async def record_result(
     decision: Mapping[str, Any] | None = None,
 ) -> None:
     """What a run did for one symbol, with the window it used and the decision."""
-    window = window or {}
-    await conn.execute(
+    await record_results(
+        conn, run_id, [Result(symbol, status, reason, version_id, window, decision)]
+    )
+
+
+async def record_results(conn: asyncpg.Connection, run_id: int, results: Sequence[Result]) -> None:
+    rows = []
+    for r in results:
+        window = r.window or {}
+        rows.append(
+            (
+                run_id,
+                r.symbol,
+                r.status,
+                r.reason,
+                r.version_id,
+                window.get("start"),
+                window.get("end"),
+                window.get("hours"),
+                json.dumps(dict(r.decision or {})),
+            )
+        )
+    await conn.executemany(
         """
         INSERT INTO ml.training_results
             (run_id, symbol, status, reason, model_version_id, window_start, window_end,
              window_hours, decision)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
         """,
-        run_id,
-        symbol,
-        status,
-        reason,
-        version_id,
-        window.get("start"),
-        window.get("end"),
-        window.get("hours"),
-        json.dumps(dict(decision or {})),
+        rows,
     )
 
 
 async def record_backtests(
     conn: asyncpg.Connection, run_id: int, symbol: str, scores: Iterable[Score]
 ) -> None:
+    await record_backtests_of(conn, run_id, {symbol: scores})
+
+
+async def record_backtests_of(
+    conn: asyncpg.Connection, run_id: int, scores: Mapping[str, Iterable[Score]]
+) -> None:
+    """Every symbol's candidate scores (``scores``: symbol -> scores) in one round trip."""
     await conn.executemany(
         """
         INSERT INTO ml.backtests (run_id, symbol, candidate_key, candidate, result)
@@ -129,7 +162,8 @@ async def record_backtests(
                 s.candidate["name"],
                 json.dumps(jsonable(s.as_json()), allow_nan=False),
             )
-            for s in scores
+            for symbol, symbol_scores in scores.items()
+            for s in symbol_scores
         ],
     )
 
@@ -137,18 +171,33 @@ async def record_backtests(
 async def load_cache(
     conn: asyncpg.Connection, symbol: str, keys: Sequence[str], since: datetime
 ) -> dict[CacheKey, OriginForecast]:
+    return (await load_caches(conn, {symbol: (keys, since)})).get(symbol, {})
+
+
+async def load_caches(
+    conn: asyncpg.Connection, wanted: Mapping[str, tuple[Sequence[str], datetime]]
+) -> dict[str, dict[CacheKey, OriginForecast]]:
+    """The cached backtest forecasts of many symbols in one query (``wanted``: symbol ->
+    (candidate keys, earliest origin)), by symbol."""
+    keys = sorted({k for ks, _ in wanted.values() for k in ks})
     rows = await conn.fetch(
         """
-        SELECT candidate_key, origin, window_hash, scale, points, se, failed
-        FROM ml.backtest_forecasts
-        WHERE symbol = $1 AND candidate_key = ANY($2::text[]) AND origin >= $3
+        SELECT f.symbol, f.candidate_key, f.origin, f.window_hash, f.scale, f.points, f.se,
+               f.failed
+        FROM unnest($1::text[], $2::timestamptz[]) AS w (symbol, since)
+        JOIN ml.backtest_forecasts AS f ON f.symbol = w.symbol AND f.origin >= w.since
+        WHERE f.candidate_key = ANY($3::text[])
         """,
-        symbol,
-        list(keys),
-        since,
+        list(wanted),
+        [since for _, since in wanted.values()],
+        keys,
     )
-    return {
-        (r["candidate_key"], r["origin"]): OriginForecast(
+    caches: dict[str, dict[CacheKey, OriginForecast]] = {symbol: {} for symbol in wanted}
+    symbol_keys = {symbol: set(ks) for symbol, (ks, _) in wanted.items()}
+    for r in rows:
+        if r["candidate_key"] not in symbol_keys[r["symbol"]]:
+            continue
+        caches[r["symbol"]][(r["candidate_key"], r["origin"])] = OriginForecast(
             origin=r["origin"],
             window_hash=r["window_hash"],
             scale=float(r["scale"]),
@@ -156,14 +205,21 @@ async def load_cache(
             se=None if r["se"] is None else np.asarray(r["se"], dtype=float),
             failed=r["failed"],
         )
-        for r in rows
-    }
+    return caches
 
 
 async def save_cache(
     conn: asyncpg.Connection, symbol: str, new: Mapping[str, Sequence[OriginForecast]]
 ) -> int:
     """Upsert newly computed forecasts (a changed window replaces the old forecast)."""
+    return await save_caches(conn, {symbol: new})
+
+
+async def save_caches(
+    conn: asyncpg.Connection, new: Mapping[str, Mapping[str, Sequence[OriginForecast]]]
+) -> int:
+    """:func:`save_cache` for many symbols (``new``: symbol -> candidate key -> forecasts)
+    in one round trip."""
     rows = [
         (
             symbol,
@@ -175,7 +231,8 @@ async def save_cache(
             None if f.se is None else [float(x) if np.isfinite(x) else None for x in f.se],
             f.failed,
         )
-        for key, forecasts in new.items()
+        for symbol, by_key in new.items()
+        for key, forecasts in by_key.items()
         for f in forecasts
     ]
     if rows:
