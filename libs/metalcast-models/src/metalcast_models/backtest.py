@@ -279,6 +279,11 @@ class Score:
     # origin -> mean scaled absolute error over the selection steps (for paired tests)
     losses: Mapping[datetime, float] = field(default_factory=dict, repr=False, compare=False)
 
+    def json_text(self) -> str:
+        """:meth:`as_json` encoded (non-finite numbers as ``null``): what the registry stores
+        for a backtest, computed once however many tables it goes to."""
+        return json.dumps(jsonable(self.as_json()), allow_nan=False)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "candidate": self.candidate,

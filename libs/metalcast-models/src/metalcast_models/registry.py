@@ -206,7 +206,7 @@ class NewVersion:
     candidate_key: str | None = None
     window_hash: str | None = None
     window_hours: int | None = None
-    backtest: Mapping[str, Any] | None = None
+    backtest: Mapping[str, Any] | str | None = None  # a mapping, or its JSON text
     calibration: Mapping[str, Any] | None = None
     decision: str | None = None
 
@@ -242,7 +242,7 @@ async def record_versions(
             v.candidate_key,
             v.window_hash,
             v.window_hours,
-            json.dumps(dict(v.backtest or {})),
+            v.backtest if isinstance(v.backtest, str) else json.dumps(dict(v.backtest or {})),
             json.dumps(dict(v.calibration or {})),
             v.decision,
         )

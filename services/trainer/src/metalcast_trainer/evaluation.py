@@ -167,7 +167,9 @@ class InstrumentOutcome:
 
     symbol: str
     decision: Decision | None = None
-    scores: dict[str, Score] = dataclasses.field(default_factory=dict)
+    # Per candidate key: (name, MASE, the score as JSON text); and the chosen one's calibration.
+    backtests: dict[str, tuple[str, float | None, str]] = dataclasses.field(default_factory=dict)
+    calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
     new_cache: dict[str, list[OriginForecast]] = dataclasses.field(default_factory=dict)
     origins_fitted: int = 0
     origins_reused: int = 0
@@ -200,10 +202,15 @@ def evaluate_instrument(job: InstrumentJob, work: Path) -> InstrumentOutcome:
             len(values),
             job.x_size,
         )
+        chosen = scores.get(decision.chosen.key)
         outcome = InstrumentOutcome(
             job.symbol,
             decision,
-            scores,
+            {
+                key: (sc.candidate["name"], sc.summary.get("mase"), sc.json_text())
+                for key, sc in scores.items()
+            },
+            dict(chosen.calibration) if chosen is not None else {},
             bt.new,
             bt.fitted,
             bt.reused,

@@ -365,7 +365,7 @@ class InstrumentTrainer:
                 "best": d.best.name,
                 "reason": d.reason,
                 "window_hash": p.digest,
-                "mase": {s.candidate["name"]: s.summary.get("mase") for s in o.scores.values()},
+                "mase": {name: mase for name, mase, _ in o.backtests.values()},
             }
             existing = fits.get(p.symbol, {}).get(d.chosen.key)
             if o.fit is None and existing is not None:
@@ -391,8 +391,14 @@ class InstrumentTrainer:
 
         async with self._pool.acquire() as conn, conn.transaction():
             await store.save_caches(conn, {o.symbol: o.new_cache for o in backtested})
-            await store.record_backtests_of(
-                conn, run_id, {o.symbol: o.scores.values() for o in backtested}
+            await store.record_backtest_rows(
+                conn,
+                run_id,
+                [
+                    (o.symbol, key, name, text)
+                    for o in backtested
+                    for key, (name, _, text) in o.backtests.items()
+                ],
             )
             new: list[NewVersion] = []
             notes: dict[str, tuple[bool, str]] = {}
@@ -458,8 +464,8 @@ class InstrumentTrainer:
         result, d = o.fit, o.decision
         assert result.window_start is not None
         assert result.window_end is not None
-        chosen_score = o.scores.get(d.chosen.key)
-        calibration = dict(chosen_score.calibration) if chosen_score else {}
+        chosen = o.backtests.get(d.chosen.key)
+        calibration = dict(o.calibration)
         if calibration:
             values = p.observed.to_numpy(dtype=float)
             calibration["scale"] = window_scale(values[-p.plan.x_size :])
@@ -482,7 +488,7 @@ class InstrumentTrainer:
             candidate_key=d.chosen.key,
             window_hash=p.digest,
             window_hours=result.window_hours,
-            backtest=jsonable(chosen_score.as_json()) if chosen_score else {},
+            backtest=chosen[2] if chosen is not None else {},
             calibration=jsonable(calibration),
             decision=d.reason,
         )

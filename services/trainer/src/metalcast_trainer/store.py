@@ -13,7 +13,6 @@ import asyncpg
 import numpy as np
 
 from metalcast_models.backtest import CacheKey, OriginForecast, Score
-from metalcast_models.fitting import jsonable
 
 INTERRUPTED = "interrupted: the trainer stopped before the run finished (closed at start-up)"
 
@@ -142,29 +141,24 @@ async def record_results(conn: asyncpg.Connection, run_id: int, results: Sequenc
 async def record_backtests(
     conn: asyncpg.Connection, run_id: int, symbol: str, scores: Iterable[Score]
 ) -> None:
-    await record_backtests_of(conn, run_id, {symbol: scores})
+    await record_backtest_rows(
+        conn,
+        run_id,
+        [(symbol, s.candidate["key"], s.candidate["name"], s.json_text()) for s in scores],
+    )
 
 
-async def record_backtests_of(
-    conn: asyncpg.Connection, run_id: int, scores: Mapping[str, Iterable[Score]]
+async def record_backtest_rows(
+    conn: asyncpg.Connection, run_id: int, rows: Sequence[tuple[str, str, str, str]]
 ) -> None:
-    """Every symbol's candidate scores (``scores``: symbol -> scores) in one round trip."""
+    """Backtests as (symbol, candidate key, candidate name, result as JSON text), in one
+    round trip."""
     await conn.executemany(
         """
         INSERT INTO ml.backtests (run_id, symbol, candidate_key, candidate, result)
         VALUES ($1, $2, $3, $4, $5::jsonb)
         """,
-        [
-            (
-                run_id,
-                symbol,
-                s.candidate["key"],
-                s.candidate["name"],
-                json.dumps(jsonable(s.as_json()), allow_nan=False),
-            )
-            for symbol, symbol_scores in scores.items()
-            for s in symbol_scores
-        ],
+        [(run_id, *row) for row in rows],
     )
 
 
