@@ -310,3 +310,75 @@ async def test_a_tick_of_an_uncatalogued_instrument_is_dead_lettered_until_it_is
     finally:
         stop.set()
         await sink
+
+
+async def test_scheduled_bars_within_the_day_s_budget_land_and_the_deferred_follow_next_day(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """The schedule mode's run (``metalcast ingest bars --schedule``): three catalogued
+    stocks, two requests left today: two fetched, published on the real Kafka and stored by
+    the bar sink; the third deferred, reported, and fetched first by the next day's run."""
+    from datetime import time, timedelta
+
+    from metalcast_ingestor.daily_bars import BarLedger, run_planned
+    from metalcast_ingestor.sources import RequestBudget
+
+    series = _av_series("GSPC", _arch_file("sp500"))
+    recent = dict(sorted(series["Time Series (Daily)"].items())[-100:])  # a compact answer
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["outputsize"] == "compact"
+        meta = {**series["Meta Data"], "2. Symbol": request.url.params["symbol"]}
+        return httpx.Response(200, json={"Meta Data": meta, "Time Series (Daily)": recent})
+
+    symbols = ["AAA", "BBB", "CCC"]
+    routes = Routes({"/query": answer})
+    day = [datetime(2026, 11, 27, tzinfo=UTC).date()]
+    budget = RequestBudget(tmp_path / "budget.json", {"alphavantage": 3}, today=lambda: day[0])
+    budget.take("alphavantage")
+    source = AlphaVantageSource(
+        httpx.AsyncClient(transport=httpx.MockTransport(routes)),
+        "test-key",
+        _policy(),
+        codes={s: s for s in symbols},
+        budget=budget,
+    )
+    ledger = BarLedger(tmp_path / "bars-ledger.json")
+    settings = _settings(pg_settings, kafka_settings)
+    at = time(22, 30)
+    friday = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    async with _bar_publisher(kafka_settings, Catalogue(extra=symbols)) as pub:
+        first = await run_planned(source, symbols, pub, budget, ledger, friday, at)
+        assert first.fetched == ["AAA", "BBB"]
+        assert first.deferred == ["CCC"]
+        assert first.as_json()["deferred"] == ["CCC"]
+        assert budget.status("alphavantage").left == 0
+        day[0] += timedelta(days=1)
+        second = await run_planned(
+            source, symbols, pub, budget, ledger, friday + timedelta(days=1), at
+        )
+        assert second.fetched == ["CCC"]
+        assert second.plan.fresh == ["AAA", "BBB"]
+    assert routes.total == 3
+
+    import asyncpg
+
+    from metalcast_core import Instrument, upsert_instruments
+
+    conn = await asyncpg.connect(pg_settings.url)
+    try:
+        await upsert_instruments(
+            conn,
+            [
+                Instrument(symbol=s, kind="equity", cadence="daily", providers={"alphavantage": s})
+                for s in symbols
+            ],
+        )
+    finally:
+        await conn.close()
+    stats = await run_bar_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
+    assert stats.rows_written == 3 * len(recent)
+    rows = await fetch(
+        pg_settings, "SELECT symbol, count(*) AS n FROM prices.bars GROUP BY symbol ORDER BY 1"
+    )
+    assert {r["symbol"]: r["n"] for r in rows} == dict.fromkeys(symbols, len(recent))
