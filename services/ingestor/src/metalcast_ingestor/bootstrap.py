@@ -87,13 +87,14 @@ async def load_catalogue(settings: IngestorSettings) -> Catalogue:
 def _params(settings: IngestorSettings, catalogue: Catalogue | None = None) -> SourceParams:
     ing = settings.ingest
     if catalogue is None:
-        return SourceParams.from_settings(ing, budget=budget(settings))
+        return SourceParams.from_settings(ing, budget=budget(settings), base_urls=ing.base_urls)
     providers = {p for i in catalogue.instruments for p in i.providers}
     return SourceParams.from_settings(
         ing,
         provider_ids={p: catalogue.served_by(p) for p in providers},
         currencies={i.symbol: i.currency for i in catalogue.instruments},
         budget=budget(settings),
+        base_urls=ing.base_urls,
     )
 
 

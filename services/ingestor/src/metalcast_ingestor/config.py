@@ -52,6 +52,8 @@ class IngestSection(BaseModel):
     bars_reserve: int = Field(default=0, ge=0)
     # symbol -> when its bars were last fetched (default: bars-ledger.json beside budget_file).
     bars_ledger_file: Path | None = None
+    # Provider name -> another base URL (a proxy, a recorded-answer server in the tests).
+    base_urls: dict[str, str] = Field(default_factory=dict)
 
 
 class IngestorSettings(ServiceSettings):
