@@ -58,7 +58,10 @@ RUN if [ -n "${APT_PACKAGES}" ]; then \
         && rm -rf /var/lib/apt/lists/*; \
     fi
 RUN groupadd --system --gid 10001 metalcast \
-    && useradd --system --uid 10001 --gid metalcast --home-dir /app --no-create-home metalcast
+    && useradd --system --uid 10001 --gid metalcast --home-dir /app --no-create-home metalcast \
+    && install -d -o metalcast -g metalcast /var/lib/metalcast
+# /var/lib/metalcast: the service's own state (the ingestor's request budget and bars
+# ledger), a volume in compose; a fresh volume takes this directory's owner.
 # Owned by root and read-only for the service user.
 COPY --from=build /app/.venv /app/.venv
 # `metalcast-migrate` (compose's migrate job) runs from any of these images.

@@ -198,9 +198,12 @@ async def port_closed(port: int) -> bool:
 
 
 @asynccontextmanager
-async def s3_identities(root: S3Settings) -> AsyncIterator[dict[str, S3Settings]]:
+async def s3_identities(
+    root: S3Settings, bulk_bucket: str | None = None
+) -> AsyncIterator[dict[str, S3Settings]]:
     """The services' S3 identities (metalcast.stack.s3_identities) for ``root``'s buckets
-    (a test's own), under keys and policy names of their own; service -> its S3 settings."""
+    (a test's own; the bulk bucket: ``bulk_bucket``, default ``<models bucket>-bulk``), under
+    keys and policy names of their own; service -> its S3 settings."""
     from metalcast.stack.s3_identities import (
         IDENTITIES,
         ensure_identities,
@@ -212,7 +215,8 @@ async def s3_identities(root: S3Settings) -> AsyncIterator[dict[str, S3Settings]
         replace(i, access_key=f"{i.access_key}-{tag}", secret_key=f"{i.secret_key}-{tag}")
         for i in IDENTITIES
     ]
-    await asyncio.to_thread(ensure_identities, root, own, policy_prefix=f"{tag}-")
+    bulk = bulk_bucket or f"{root.models_bucket}-bulk"
+    await asyncio.to_thread(ensure_identities, root, own, policy_prefix=f"{tag}-", bulk_bucket=bulk)
     try:
         yield {i.service: i.settings(root) for i in own}
     finally:

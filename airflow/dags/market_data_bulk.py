@@ -3,7 +3,10 @@ bulk pipeline (docs/bulk.md): ingest stocks and ETFs in parallel, publish the va
 prices, compute the rolling features, train and record the volume model.
 
 Thin: no I/O at import; each task imports metalcast_bulk inside its function. Settings come
-from the workers' environment (METALCAST_BULK__INPUT_URL, METALCAST_BULK__DATA_URL, ...).
+from the workers' environment (METALCAST_BULK__INPUT_URL, METALCAST_BULK__DATA_URL, ...); in S3
+the tasks use the bulk work's own identity (METALCAST_BULK__S3_ACCESS_KEY_ID and
+METALCAST_BULK__S3_SECRET_ACCESS_KEY: the metalcast-bulk bucket, and adding the volume model's
+file), not the backup's key the workers also carry (docs/operations.md, "Roles and identities").
 plan -> [ingest_stocks, ingest_etfs] -> publish -> features -> train. Every stage writes its
 own run folder and publishes it last, so a failed or retried task never leaves a half-written
 dataset where readers look.

@@ -1,8 +1,10 @@
 """metalcast_watch: hourly, fail loudly when the pipeline is unhealthy.
 
 Stale ticks of any metal, a failed last training run or a stuck one, the sink's or the
-trainer's consumer lag over its threshold, or the dead-letter topic growing: the task fails and
-its log lists every reason. Thresholds: METALCAST_WATCH__* (metalcast_watch.config.WatchSection).
+trainer's consumer lag over its threshold, or a dead-letter topic growing (every one:
+prices.ticks.dlq and prices.bars.dlq, metalcast_watch.rules.DEAD_LETTER_TOPICS): the task fails
+and its log lists every reason. Thresholds: METALCAST_WATCH__*
+(metalcast_watch.config.WatchSection).
 Thin: no I/O at import; the task imports metalcast_watch inside its function.
 """
 

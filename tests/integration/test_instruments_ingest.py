@@ -310,3 +310,191 @@ async def test_a_tick_of_an_uncatalogued_instrument_is_dead_lettered_until_it_is
     finally:
         stop.set()
         await sink
+
+
+async def test_scheduled_bars_within_the_day_s_budget_land_and_the_deferred_follow_next_day(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """The schedule mode's run (``metalcast ingest bars --schedule``): three catalogued
+    stocks, two requests left today: two fetched, published on the real Kafka and stored by
+    the bar sink; the third deferred, reported, and fetched first by the next day's run."""
+    from datetime import time, timedelta
+
+    from metalcast_ingestor.daily_bars import BarLedger, run_planned
+    from metalcast_ingestor.sources import RequestBudget
+
+    series = _av_series("GSPC", _arch_file("sp500"))
+    recent = dict(sorted(series["Time Series (Daily)"].items())[-100:])  # a compact answer
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["outputsize"] == "compact"
+        meta = {**series["Meta Data"], "2. Symbol": request.url.params["symbol"]}
+        return httpx.Response(200, json={"Meta Data": meta, "Time Series (Daily)": recent})
+
+    symbols = ["AAA", "BBB", "CCC"]
+    routes = Routes({"/query": answer})
+    day = [datetime(2026, 11, 27, tzinfo=UTC).date()]
+    budget = RequestBudget(tmp_path / "budget.json", {"alphavantage": 3}, today=lambda: day[0])
+    budget.take("alphavantage")
+    source = AlphaVantageSource(
+        httpx.AsyncClient(transport=httpx.MockTransport(routes)),
+        "test-key",
+        _policy(),
+        codes={s: s for s in symbols},
+        budget=budget,
+    )
+    ledger = BarLedger(tmp_path / "bars-ledger.json")
+    settings = _settings(pg_settings, kafka_settings)
+    at = time(22, 30)
+    friday = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    async with _bar_publisher(kafka_settings, Catalogue(extra=symbols)) as pub:
+        first = await run_planned(source, symbols, pub, budget, ledger, friday, at)
+        assert first.fetched == ["AAA", "BBB"]
+        assert first.deferred == ["CCC"]
+        assert first.as_json()["deferred"] == ["CCC"]
+        assert budget.status("alphavantage").left == 0
+        day[0] += timedelta(days=1)
+        second = await run_planned(
+            source, symbols, pub, budget, ledger, friday + timedelta(days=1), at
+        )
+        assert second.fetched == ["CCC"]
+        assert second.plan.fresh == ["AAA", "BBB"]
+    assert routes.total == 3
+
+    import asyncpg
+
+    from metalcast_core import Instrument, upsert_instruments
+
+    conn = await asyncpg.connect(pg_settings.url)
+    try:
+        await upsert_instruments(
+            conn,
+            [
+                Instrument(symbol=s, kind="equity", cadence="daily", providers={"alphavantage": s})
+                for s in symbols
+            ],
+        )
+    finally:
+        await conn.close()
+    stats = await run_bar_sink(settings, until_idle=True, consumer_options=FAST_GROUP)
+    assert stats.rows_written == 3 * len(recent)
+    rows = await fetch(
+        pg_settings, "SELECT symbol, count(*) AS n FROM prices.bars GROUP BY symbol ORDER BY 1"
+    )
+    assert {r["symbol"]: r["n"] for r in rows} == dict.fromkeys(symbols, len(recent))
+
+
+async def test_the_bars_schedule_front_door_fetches_within_the_budget_and_reports_the_rest(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """``python -m metalcast_ingestor bars --schedule`` as compose's ingestor-bars runs it
+    (settings from the environment; Alpha Vantage: a local server answering real daily prices):
+    the catalogued equities and ETFs with an Alpha Vantage id, one request left today: one
+    stock's bars published on the real Kafka, the other deferred and said so on its JSON line;
+    SIGTERM stops it cleanly."""
+    import os
+    import signal
+    import sys
+    import threading
+    from datetime import timedelta
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    import asyncpg
+
+    from metalcast_core import BARS, Instrument, upsert_instruments
+
+    series = _av_series("GSPC", _arch_file("sp500"))
+    recent = dict(sorted(series["Time Series (Daily)"].items())[-100:])
+    asked: list[str] = []
+
+    class AlphaVantage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            symbol = parse_qs(urlsplit(self.path).query)["symbol"][0]
+            asked.append(symbol)
+            meta = {**series["Meta Data"], "2. Symbol": symbol}
+            body = json.dumps({"Meta Data": meta, "Time Series (Daily)": recent}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AlphaVantage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    conn = await asyncpg.connect(pg_settings.url)
+    try:
+        await upsert_instruments(
+            conn,
+            [
+                Instrument(
+                    symbol="AAA", kind="equity", cadence="daily", providers={"alphavantage": "AAA"}
+                ),
+                Instrument(
+                    symbol="BBB", kind="etf", cadence="daily", providers={"alphavantage": "BBB"}
+                ),
+                # Not scheduled: not an equity or ETF, or no Alpha Vantage id.
+                Instrument(
+                    symbol="EURX", kind="fx", cadence="daily", providers={"alphavantage": "EURX"}
+                ),
+                Instrument(symbol="CCC", kind="equity", cadence="daily", providers={}),
+            ],
+        )
+    finally:
+        await conn.close()
+    today = datetime.now(UTC).date().isoformat()
+    budget_file = tmp_path / "request-budget.json"
+    budget_file.write_text(json.dumps({"alphavantage": {"day": today, "used": 24}}))
+    env = {
+        **os.environ,
+        "METALCAST_POSTGRES__URL": pg_settings.url,
+        "METALCAST_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "METALCAST_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "METALCAST_INGEST__ALPHAVANTAGE_KEY": "test-key",
+        "METALCAST_INGEST__BASE_URLS": json.dumps(
+            {"alphavantage": f"http://127.0.0.1:{server.server_address[1]}"}
+        ),
+        "METALCAST_INGEST__BUDGET_FILE": str(budget_file),
+        "METALCAST_LOG_LEVEL": "INFO",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "metalcast_ingestor",
+        "bars",
+        "--schedule",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line, (await proc.stderr.read()).decode()[-3000:]
+        report = json.loads(line)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        server.shutdown()
+    log = (await proc.stderr.read()).decode()
+    assert proc.returncode == 0, log[-3000:]
+    assert report["fetched"] == ["AAA"]
+    assert report["deferred"] == ["BBB"]
+    assert report["plan"]["budget_left"] == 1
+    assert report["published"] == len(recent)
+    assert asked == ["AAA"]
+    assert "1 symbol(s) deferred to the next run (1 requests left today" in log
+    assert json.loads(budget_file.read_text())["alphavantage"]["used"] == 25
+    ledger = json.loads((tmp_path / "bars-ledger.json").read_text())
+    assert list(ledger) == ["AAA"]
+    assert datetime.fromisoformat(ledger["AAA"]) > datetime.now(UTC) - timedelta(minutes=5)
+    published = await read_all(kafka_settings, BARS)
+    assert len(published) == len(recent)

@@ -85,18 +85,30 @@ async def _seed(pg: PostgresSettings, now_hour: datetime, today: date) -> None:
             PriceBar(
                 symbol="GSPC",
                 source="alphavantage",
-                date=today - timedelta(days=DAYS - i),
+                date=day,
                 open=c,
                 high=c,
                 low=c,
                 close=c,
                 volume=1.0e9,
             )
-            for i, c in enumerate(closes)
+            for day, c in zip(_sessions_before(today, DAYS), closes, strict=True)
         ]
         await write_bars(conn, bars, len(bars), 0)
     finally:
         await conn.close()
+
+
+def _nyse() -> Any:
+    import exchange_calendars as xc
+
+    return xc.get_calendar("XNYS")
+
+
+def _sessions_before(today: date, n: int) -> list[date]:
+    """The last ``n`` NYSE sessions before ``today``: the days an index has bars."""
+    found = _nyse().sessions_in_range(today - timedelta(days=2 * n + 10), today - timedelta(days=1))
+    return [ts.date() for ts in found[-n:]]
 
 
 def _trainer(pg: PostgresSettings, kafka: KafkaSettings, s3: S3Settings, work: Path) -> Any:
@@ -130,9 +142,8 @@ async def test_crypto_and_equity_models_train_and_answer_until_forecasts(
     assert by_symbol["BTC"]["n_observations"] == 24
     assert by_symbol["BTC"]["window_end"] == now_hour
     assert by_symbol["GSPC"]["n_observations"] == 30
-    assert by_symbol["GSPC"]["window_end"] == datetime.combine(
-        today - timedelta(days=1), datetime.min.time(), UTC
-    )
+    cutoff = _sessions_before(today, 1)[0]
+    assert by_symbol["GSPC"]["window_end"] == datetime.combine(cutoff, datetime.min.time(), UTC)
     assert by_symbol["GSPC"]["artifact_uri"].endswith("/GSPC/1/GSPC.zip")
 
     # The trainer's loop trains an instrument when a batch touched it, not otherwise.
@@ -182,14 +193,24 @@ async def test_crypto_and_equity_models_train_and_answer_until_forecasts(
                 for s in steps
             )
 
+            # An index steps in NYSE trading days: until a Saturday ~6 weeks out, every
+            # session after the cutoff up to the first one on or after it (the Monday, or
+            # later if that is a holiday); no weekend or holiday among the steps.
             target = today + timedelta(days=40)
+            target += timedelta(days=(5 - target.weekday()) % 7)  # a Saturday
+            nyse = _nyse()
+            sessions = [
+                ts.date() for ts in nyse.sessions_in_range(cutoff + timedelta(days=1), target)
+            ]
+            after = nyse.date_to_session(target, direction="next").date()
             gspc = await api.get("/v1/forecasts/GSPC", params={"until": target.isoformat()})
             assert gspc.status_code == 200, gspc.text
             body = gspc.json()
             assert body["cadence"] == "daily"
-            assert body["horizon"] == 41  # the cutoff is yesterday
-            assert body["steps"][-1]["ts"].startswith(target.isoformat())
-            assert body["steps"][0]["ts"].startswith(today.isoformat())
+            days = [date.fromisoformat(s["ts"][:10]) for s in body["steps"]]
+            assert days == [*sessions, after]
+            assert body["horizon"] == len(sessions) + 1 < (target - cutoff).days
+            assert all(d.weekday() < 5 for d in days)
 
             past = await api.get("/v1/forecasts/GSPC", params={"until": "2020-01-01"})
             assert past.status_code == 422
@@ -198,7 +219,7 @@ async def test_crypto_and_equity_models_train_and_answer_until_forecasts(
                 "/v1/forecasts/GSPC", params={"until": (today + timedelta(days=800)).isoformat()}
             )
             assert far.status_code == 422
-            assert "the maximum is 366 d" in far.json()["detail"][0]["msg"]
+            assert "the maximum is 366 trading days" in far.json()["detail"][0]["msg"]
             unknown = await api.get("/v1/forecasts/NOPE", params={"horizon": 3})
             assert unknown.status_code == 404
             assert "other instruments: BTC, ETH, GSPC" in unknown.json()["detail"]

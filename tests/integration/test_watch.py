@@ -1,4 +1,5 @@
-"""The pipeline watch on the real stack: stale ticks, failed training, lag, DLQ growth."""
+"""The pipeline watch on the real stack: stale ticks, failed training, lag, DLQ growth (ticks'
+and bars' dead-letter topics)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from metalcast_core import BATCH_LOADED, TICKS_DLQ, KafkaSettings, PostgresSettings
+from metalcast_core import BARS_DLQ, BATCH_LOADED, TICKS_DLQ, KafkaSettings, PostgresSettings
 from metalcast_watch import WatchFailed, WatchSection, WatchSettings, watch
 from tests.integration.test_backup import seed_ticks
 from tests.support import produce_raw
@@ -57,8 +58,7 @@ async def test_watch_passes_on_fresh_data_and_fails_loudly_on_each_problem(
     with pytest.raises(WatchFailed) as failed:
         await watch(settings)
     text = str(failed.value)
-    assert "dead-letter topic" in text
-    assert "grew by 1" in text
+    assert "the dead-letter topic prices.ticks.dlq grew by 1 messages" in text
     assert f"trainer ({settings.watch.trainer_group}) lags 3" in text
     assert "all fits diverged" in text
     assert f"training run #{stuck} is stuck: running for 120 min" in text
@@ -73,6 +73,41 @@ async def test_watch_passes_on_fresh_data_and_fails_loudly_on_each_problem(
     finally:
         await conn.close()
     assert [r["ok"] for r in runs] == [True, False, False]
+
+
+async def test_watch_fails_when_the_bars_dead_letter_topic_grows(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    """A bar refused (by the ingestor or the bar sink) lands on prices.bars.dlq: the next watch
+    run names that topic and by how much it grew; the one after passes again."""
+    from metalcast_core import DeadLetter
+    from tests.support import fetch
+
+    settings = _settings(pg_settings, kafka_settings)
+    await seed_ticks(pg_settings, 400)
+    assert await watch(settings) == []
+    letters = [
+        DeadLetter(stage="sink", source="alphavantage", reason=f"SPY day {n}: bad", original=b"{}")
+        for n in range(2)
+    ]
+    await produce_raw(kafka_settings, BARS_DLQ, [(b"SPY", BARS_DLQ.encode(d)) for d in letters])
+    with pytest.raises(WatchFailed) as failed:
+        await watch(settings)
+    text = str(failed.value)
+    assert (
+        "the dead-letter topic prices.bars.dlq grew by 2 messages since the previous watch run "
+        "(0 -> 2)"
+    ) in text
+    assert "prices.ticks.dlq" not in text
+    assert await watch(settings) == []
+    [row] = await fetch(
+        pg_settings, "SELECT figures FROM ops.watch_runs WHERE NOT ok ORDER BY id DESC LIMIT 1"
+    )
+    import json
+
+    seen = json.loads(row["figures"])["dead_letters"]
+    assert seen["prices.bars.dlq"] == {"end": 2, "previous": 0}
+    assert seen["prices.ticks.dlq"] == {"end": 0, "previous": 0}
 
 
 async def test_watch_fails_on_stale_data(

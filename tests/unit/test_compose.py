@@ -443,6 +443,35 @@ def test_each_service_uses_its_own_s3_identity(name: str) -> None:
     assert secret.group(1) in minio_init
 
 
+def test_the_bulk_dag_s_tasks_use_the_bulk_identity_not_the_backup_s() -> None:
+    """Airflow's workers carry the backup's key pair (METALCAST_S3__*) and the bulk work's own
+    (METALCAST_BULK__S3_*), which the bulk settings put in its S3 section."""
+    from metalcast.stack.s3_identities import identity
+    from metalcast_bulk.config import BulkSettings
+
+    env = COMPOSE["x-airflow-common"]["environment"]
+    assert env["METALCAST_S3__ACCESS_KEY_ID"] == identity("backup").access_key
+    assert env["METALCAST_BULK__S3_ACCESS_KEY_ID"] == identity("bulk").access_key
+    secret = re.search(r"\$\{(\w+):\?", str(env["METALCAST_BULK__S3_SECRET_ACCESS_KEY"]))
+    assert secret is not None
+    assert secret.group(1) == "BULK_S3_SECRET"
+    assert secret.group(1) in _environment(SERVICES["minio-init"])
+    # The bucket compose points the DAG at is the one the bulk policy names.
+    for name in ("METALCAST_BULK__INPUT_URL", "METALCAST_BULK__DATA_URL"):
+        assert ":-s3://metalcast-bulk/" in env[name]
+    settings = BulkSettings.model_validate(
+        {
+            "environment": "test",
+            "s3": {"access_key_id": "metalcast-backup", "secret_access_key": "backup-secret"},
+            "bulk": {"s3_access_key_id": "metalcast-bulk", "s3_secret_access_key": "bulk-secret"},
+        }
+    )
+    assert settings.s3.access_key_id.get_secret_value() == "metalcast-bulk"
+    assert settings.s3.secret_access_key.get_secret_value() == "bulk-secret"
+    with pytest.raises(ValueError, match="set both or neither"):
+        BulkSettings.model_validate({"bulk": {"s3_access_key_id": "metalcast-bulk"}})
+
+
 def test_minio_init_makes_the_identities_the_stack_makes() -> None:
     """The policies compose mounts are the ones metalcast.stack.s3_identities makes locally,
     for compose's bucket names; the minio-init loop makes a user for each of them."""

@@ -7,6 +7,10 @@ makes the same with ``mc`` (docs/operations.md, "Roles and identities").
 | trainer | read, write, delete (retention) | none |
 | api | read (model files, presigned URLs) | none |
 | backup (Airflow's tasks) | read | read, write, delete (pruning) |
+| bulk (the ``market_data_bulk`` DAG's tasks) | put only (the volume model's file) | none |
+
+and the bulk bucket (``metalcast-bulk``: the bulk input and its datasets): the bulk identity
+reads, writes and deletes there (pruning old runs); no other identity may touch it.
 
 The ingestor, the sink and the watch have no S3 identity: they never open S3.
 """
@@ -35,26 +39,35 @@ WRITE_OBJECTS = (
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 )
+# Adding objects only (no delete, no read): the bulk pipeline's model files.
+PUT_OBJECTS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
+
+
+# The bulk pipeline's bucket (compose's METALCAST_BULK__INPUT_URL and DATA_URL point into it).
+BULK_BUCKET = "metalcast-bulk"
 
 
 @dataclass(frozen=True)
 class Identity:
     """A service's S3 user: its key pair in the local stack, what it may do in which bucket
-    (``"models"``/``"backups"``: the S3 settings' ``models_bucket``/``backups_bucket``)."""
+    (``"models"``/``"backups"``: the S3 settings' ``models_bucket``/``backups_bucket``;
+    ``"bulk"``: the bulk pipeline's bucket)."""
 
     service: str
     access_key: str
     secret_key: str
     reads: tuple[str, ...]
-    writes: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()  # put and delete
+    puts: tuple[str, ...] = ()  # put only
 
-    def policy(self, s3: S3Settings) -> dict[str, Any]:
-        """The IAM policy of this identity for the buckets ``s3`` names."""
-        buckets = {"models": s3.models_bucket, "backups": s3.backups_bucket}
+    def policy(self, s3: S3Settings, bulk_bucket: str = BULK_BUCKET) -> dict[str, Any]:
+        """The IAM policy of this identity for the buckets ``s3`` names (and ``bulk_bucket``)."""
+        buckets = {"models": s3.models_bucket, "backups": s3.backups_bucket, "bulk": bulk_bucket}
         statements: list[dict[str, Any]] = []
         for kind, bucket_actions, object_actions in (
             ("reads", READ_BUCKET, READ_OBJECTS),
             ("writes", WRITE_BUCKET, WRITE_OBJECTS),
+            ("puts", WRITE_BUCKET, PUT_OBJECTS),
         ):
             names = [buckets[b] for b in getattr(self, kind)]
             if not names:
@@ -99,6 +112,14 @@ IDENTITIES: tuple[Identity, ...] = (
         ("models", "backups"),
         ("backups",),
     ),
+    Identity(
+        "bulk",
+        "metalcast-bulk",
+        "metalcast-local-bulk-secret",
+        ("bulk",),
+        ("bulk",),
+        puts=("models",),
+    ),
 )
 
 
@@ -126,15 +147,20 @@ def admin_client(root: S3Settings) -> MinioAdmin:
 
 
 def ensure_identities(
-    root: S3Settings, identities: Iterable[Identity] = IDENTITIES, *, policy_prefix: str = ""
+    root: S3Settings,
+    identities: Iterable[Identity] = IDENTITIES,
+    *,
+    policy_prefix: str = "",
+    bulk_bucket: str = BULK_BUCKET,
 ) -> list[str]:
     """Create (or update) each identity's user and its policy ``<prefix>metalcast-<service>``
-    for the buckets ``root`` names, and attach it. Idempotent. Returns the access keys."""
+    for the buckets ``root`` names (and ``bulk_bucket``), and attach it. Idempotent. Returns
+    the access keys."""
     admin = admin_client(root)
     done = []
     for ident in identities:
         name = f"{policy_prefix}metalcast-{ident.service}"
-        admin.policy_add(name, policy=ident.policy(root))
+        admin.policy_add(name, policy=ident.policy(root, bulk_bucket))
         admin.user_add(ident.access_key, ident.secret_key)
         try:
             admin.attach_policy([name], user=ident.access_key)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fastapi import HTTPException
@@ -13,6 +13,7 @@ from metalcast_api.config import ApiSection, ApiSettings
 from metalcast_api.errors import Instant, as_utc, metal_or_404
 from metalcast_api.forecasts.service import StepsProblem, stale_hours, steps_for
 from metalcast_core import PostgresSettings, S3Settings
+from metalcast_models.sessions import days_after, step_calendar, steps_until
 
 CUTOFF = datetime(2026, 1, 15, 10, tzinfo=UTC)
 NOW = CUTOFF + timedelta(minutes=20)
@@ -101,3 +102,55 @@ def test_unknown_symbols_are_404_naming_the_known_ones() -> None:
         metal_or_404("BTC")
     assert err.value.status_code == 404
     assert "known symbols: XAU, XAG, XPT, XPD" in str(err.value.detail)
+
+
+# --- Daily steps: NYSE trading days for stocks and ETFs, calendar days for crypto -----------
+
+D = timedelta(days=1)
+# Wednesday 2026-11-25; Thursday the 26th is Thanksgiving (NYSE closed), then a weekend.
+WED = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def test_daily_until_counts_nyse_trading_days_past_a_holiday_and_a_weekend() -> None:
+    now = WED + timedelta(hours=3)
+    nyse = step_calendar("equity", "daily")
+    assert nyse == "XNYS"
+    # Fri 27th, then Mon 30th: two sessions reach Monday.
+    assert steps_for(WED, now, 366, until=WED + 5 * D, step=D, calendar=nyse) == 2
+    # A Saturday target is reached by the next session, Monday.
+    assert steps_for(WED, now, 366, until=WED + 3 * D, step=D, calendar=nyse) == 2
+    # Thanksgiving itself: the next session (Friday) covers it.
+    assert steps_for(WED, now, 366, until=WED + D, step=D, calendar=nyse) == 1
+    # Steps are days at 00:00 UTC: Friday 00:00 is Friday's step, Friday 09:00 Monday's.
+    assert steps_for(WED, now, 366, until=WED + 2 * D, step=D, calendar=nyse) == 1
+    assert steps_for(WED, now, 366, until=WED + 2 * D + 9 * H, step=D, calendar=nyse) == 2
+    # Crypto trades every day: five calendar days.
+    assert step_calendar("crypto", "daily") is None
+    assert steps_for(WED, now, 366, until=WED + 5 * D, step=D) == 5
+    with pytest.raises(StepsProblem, match="the maximum is 3 trading days"):
+        steps_for(WED, now, 3, until=WED + 7 * D, step=D, calendar=nyse)
+
+
+def test_daily_steps_fall_on_nyse_sessions_or_every_day() -> None:
+    cutoff = date(2026, 11, 25)
+    assert days_after(cutoff, 4, "XNYS") == [
+        date(2026, 11, 27),
+        date(2026, 11, 30),
+        date(2026, 12, 1),
+        date(2026, 12, 2),
+    ]
+    # Good Friday 2027 (March 26) is closed, Columbus Day (October 11) is not.
+    assert days_after(date(2027, 3, 25), 1, "XNYS") == [date(2027, 3, 29)]
+    assert days_after(date(2027, 10, 8), 1, "XNYS") == [date(2027, 10, 11)]
+    # Juneteenth 2027 falls on a Saturday: observed Friday the 18th.
+    assert days_after(date(2027, 6, 17), 1, "XNYS") == [date(2027, 6, 21)]
+    assert days_after(cutoff, 3, None) == [
+        date(2026, 11, 26),
+        date(2026, 11, 27),
+        date(2026, 11, 28),
+    ]
+    # 20 sessions to Thursday 24th; Christmas (closed) is covered by Monday 28th.
+    assert steps_until(cutoff, date(2026, 12, 25), "XNYS") == 21
+    assert steps_until(cutoff, cutoff, "XNYS") == 0
+    assert step_calendar("etf", "daily") == "XNYS"
+    assert step_calendar("equity", "hourly") is None

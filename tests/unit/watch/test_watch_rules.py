@@ -18,8 +18,10 @@ def _healthy() -> Figures:
         last_training={"id": 7, "status": "succeeded"},
         sink_lag=3,
         trainer_lag=0,
-        dlq_end=4,
-        dlq_previous=4,
+        dead_letters={
+            "prices.ticks.dlq": {"end": 4, "previous": 4},
+            "prices.bars.dlq": {"end": 2, "previous": 2},
+        },
     )
 
 
@@ -29,7 +31,8 @@ def test_healthy_figures_pass() -> None:
 
 def test_first_run_without_previous_dlq_figure_passes() -> None:
     figures = _healthy()
-    figures.dlq_previous = None
+    for seen in figures.dead_letters.values():
+        seen["previous"] = None
     assert evaluate(figures, CFG) == []
 
 
@@ -40,11 +43,13 @@ def test_every_problem_is_reported() -> None:
     figures.last_training = {"id": 8, "status": "failed", "error": "boom"}
     figures.sink_lag = 101
     figures.trainer_lag = 6
-    figures.dlq_end = 9
+    figures.dead_letters["prices.ticks.dlq"]["end"] = 9
+    figures.dead_letters["prices.bars.dlq"]["end"] = 5
     figures.errors.append("cannot read X")
     problems = evaluate(figures, CFG)
     text = "\n".join(problems)
-    assert len(problems) == 7, text
+    assert len(problems) == 8, text
+    assert "prices.bars.dlq grew by 3 messages since the previous watch run (2 -> 5)" in text
     assert "XAG tick is 300 min old" in text
     assert "no tick of XPD" in text
     assert "#8" in text
@@ -93,3 +98,14 @@ def test_an_outbox_that_does_not_drain_is_reported() -> None:
     [problem] = evaluate(figures, CFG)
     assert problem.startswith("the outbox is not draining: 3 batch-loaded event(s)")
     assert "oldest for 25 min" in problem
+
+
+def test_the_watch_follows_every_dead_letter_topic_of_the_registry() -> None:
+    """Anything that can dead-letter is watched: every DeadLetter topic of the registry (the
+    macro one is wired by the macro work, which adds it to DEAD_LETTER_TOPICS)."""
+    from metalcast_core import ALL_TOPICS, MACRO_DLQ, DeadLetter
+    from metalcast_watch.rules import DEAD_LETTER_TOPICS
+
+    registry = {t.name for t in ALL_TOPICS if t.event_type is DeadLetter} - {MACRO_DLQ.name}
+    assert {t.name for t in DEAD_LETTER_TOPICS} >= registry
+    assert {"prices.ticks.dlq", "prices.bars.dlq"} <= registry

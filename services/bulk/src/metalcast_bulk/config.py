@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from metalcast_bulk.features import WindowRule
 from metalcast_bulk.train import TrainConfig
@@ -43,6 +43,11 @@ class BulkSection(BaseModel):
     threads: int = Field(default=1, ge=1)
     models_prefix: str = "models/"
     work_dir: Path = Path(".cache/bulk-train")
+    # The bulk work's own S3 identity (metalcast-bulk: its bucket, and adding model files),
+    # for a process whose METALCAST_S3__* keys are another's: Airflow's workers run the backup
+    # (its key) and this DAG. Set, they replace the S3 section's key pair for everything bulk.
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
 
     @field_validator("models_prefix")
     @classmethod
@@ -64,3 +69,17 @@ class BulkSection(BaseModel):
 
 class BulkSettings(ServiceSettings):
     bulk: BulkSection = BulkSection()
+
+    @model_validator(mode="after")
+    def _bulk_identity(self) -> BulkSettings:
+        """``bulk.s3_access_key_id`` and ``bulk.s3_secret_access_key`` (both or neither)
+        replace ``s3``'s key pair."""
+        key, secret = self.bulk.s3_access_key_id, self.bulk.s3_secret_access_key
+        if (key is None) != (secret is None):
+            raise ValueError(
+                "METALCAST_BULK__S3_ACCESS_KEY_ID and METALCAST_BULK__S3_SECRET_ACCESS_KEY "
+                "go together: set both or neither"
+            )
+        if key is not None and secret is not None:
+            self.s3 = self.s3.model_copy(update={"access_key_id": key, "secret_access_key": secret})
+        return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,13 @@ from metalcast_core import (
     serve_status,
 )
 from metalcast_ingestor.config import IngestorSettings
+from metalcast_ingestor.daily_bars import (
+    SCHEDULED_KINDS,
+    BarLedger,
+    BarRunReport,
+    run_bars_schedule,
+    run_planned,
+)
 from metalcast_ingestor.observe import IngestorObserver
 from metalcast_ingestor.publisher import BarPublisher, PublishStats, TickPublisher
 from metalcast_ingestor.runner import backfill as run_backfill
@@ -80,13 +87,14 @@ async def load_catalogue(settings: IngestorSettings) -> Catalogue:
 def _params(settings: IngestorSettings, catalogue: Catalogue | None = None) -> SourceParams:
     ing = settings.ingest
     if catalogue is None:
-        return SourceParams.from_settings(ing, budget=budget(settings))
+        return SourceParams.from_settings(ing, budget=budget(settings), base_urls=ing.base_urls)
     providers = {p for i in catalogue.instruments for p in i.providers}
     return SourceParams.from_settings(
         ing,
         provider_ids={p: catalogue.served_by(p) for p in providers},
         currencies={i.symbol: i.currency for i in catalogue.instruments},
         budget=budget(settings),
+        base_urls=ing.base_urls,
     )
 
 
@@ -250,3 +258,46 @@ async def schedule(
                 observer=seen,
                 per_source=wanted,
             )
+
+
+def bar_ledger(settings: IngestorSettings) -> BarLedger:
+    ing = settings.ingest
+    return BarLedger(ing.bars_ledger_file or ing.budget_file.with_name("bars-ledger.json"))
+
+
+def scheduled_bar_symbols(
+    source: AlphaVantageSource, catalogue: Catalogue, chosen: Sequence[str] | None
+) -> list[str]:
+    """Every catalogued equity and ETF the source serves (of ``chosen`` only, when given)."""
+    served = per_source_symbols([source], catalogue, chosen)[source.name]
+    kinds = {i.symbol: i.kind for i in catalogue.instruments}
+    return [s for s in served if kinds.get(s) in SCHEDULED_KINDS]
+
+
+async def bars_schedule(
+    settings: IngestorSettings,
+    source: str,
+    stop: asyncio.Event,
+    on_report: Callable[[BarRunReport], None] | None = None,
+) -> None:
+    """Daily bars after every close until ``stop`` (:mod:`metalcast_ingestor.daily_bars`); the
+    catalogue is read again before each run."""
+    ing = settings.ingest
+    chosen = chosen_symbols(settings)
+    catalogue = await load_catalogue(settings)
+    async with (
+        _bar_publisher(settings, catalogue) as pub,
+        _sources(settings, [source], catalogue) as (src,),
+    ):
+        if not isinstance(src, AlphaVantageSource):
+            raise ValueError(f"{source} serves no daily bars; alphavantage does")
+        tracker, ledger = budget(settings), bar_ledger(settings)
+
+        async def run(now: datetime) -> BarRunReport:
+            catalogue.replace((await load_catalogue(settings)).instruments)
+            symbols = scheduled_bar_symbols(src, catalogue, chosen)
+            return await run_planned(
+                src, symbols, pub, tracker, ledger, now, ing.bars_at, ing.bars_reserve
+            )
+
+        await run_bars_schedule(run, ing.bars_at, stop, on_report=on_report)

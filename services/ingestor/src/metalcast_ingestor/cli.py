@@ -177,12 +177,33 @@ def make_app(settings_factory: SettingsFactory) -> typer.Typer:
             ),
         ] = False,
         symbols: Symbols = None,
+        schedule: Annotated[
+            bool,
+            typer.Option(
+                "--schedule",
+                help="Run until stopped: now, then every day at METALCAST_INGEST__BARS_AT "
+                "(UTC, after the US close), every catalogued equity and ETF not fetched since "
+                "the latest close, within the day's request budget (the rest deferred, said "
+                "in the log and the JSON line of each run).",
+            ),
+        ] = False,
     ) -> None:
         """Publish daily bars (open, high, low, close, volume) to prices.bars.v1, one request
         per symbol (default: every catalogued instrument the source serves); print what was
         published, the failures and the day's request budget."""
         from metalcast_ingestor import bootstrap
         from metalcast_ingestor.sources.base import SourceUnavailable
+
+        if schedule:
+            from metalcast_core import run_until_signal
+
+            settings = _settings(symbols)
+            run_until_signal(
+                lambda stop: bootstrap.bars_schedule(
+                    settings, source, stop, lambda report: _print(report.as_json())
+                )
+            )
+            return
 
         try:
             result = asyncio.run(bootstrap.bars(_settings(symbols), source, full))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -44,6 +45,15 @@ class IngestSection(BaseModel):
     budget_file: Path = Path.home() / ".cache" / "metalcast" / "request-budget.json"
     # Requests a day each provider allows (Alpha Vantage's free plan: 25).
     daily_requests: dict[str, int] = Field(default_factory=lambda: {"alphavantage": 25})
+    # `metalcast ingest bars --schedule` (metalcast_ingestor.daily_bars): every day at this
+    # UTC time (after the 16:00 New York close), the catalogued equities and ETFs not fetched
+    # since the latest weekday close, within the day's budget less bars_reserve requests.
+    bars_at: time = time(22, 30)
+    bars_reserve: int = Field(default=0, ge=0)
+    # symbol -> when its bars were last fetched (default: bars-ledger.json beside budget_file).
+    bars_ledger_file: Path | None = None
+    # Provider name -> another base URL (a proxy, a recorded-answer server in the tests).
+    base_urls: dict[str, str] = Field(default_factory=dict)
 
 
 class IngestorSettings(ServiceSettings):

@@ -1,5 +1,6 @@
 """What the watch looks at: the newest tick of every metal, the training runs (PostgreSQL),
-the sink's and the trainer's consumer lag and the dead-letter topic's end offsets (Kafka).
+the sink's and the trainer's consumer lag and the end offsets of every dead-letter topic
+(``rules.DEAD_LETTER_TOPICS``: ticks and bars) (Kafka).
 
 :func:`observe` never raises for a figure it cannot read: the reason goes into
 ``Figures.errors``, which the rules report like any other problem.
@@ -22,12 +23,11 @@ from metalcast_core import (
     BATCH_LOADED,
     METAL_SYMBOLS,
     TICKS,
-    TICKS_DLQ,
     KafkaSettings,
     make_consumer,
 )
 from metalcast_watch.config import WatchSettings
-from metalcast_watch.rules import Figures
+from metalcast_watch.rules import DEAD_LETTER_TOPICS, Figures
 
 DLQ_STATE_KEY = "dlq_end_offset"
 
@@ -109,9 +109,10 @@ async def consumer_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
     return lag
 
 
-async def _dlq(conn: asyncpg.Connection, kafka: KafkaSettings) -> tuple[int, int | None]:
-    """(end offset now, end offset the previous watch saw); stores the new one."""
-    topic = kafka.topic_name(TICKS_DLQ)
+async def _dlq(
+    conn: asyncpg.Connection, kafka: KafkaSettings, topic: str
+) -> tuple[int, int | None]:
+    """(end offset now, end offset the previous watch saw) of ``topic``; stores the new one."""
     _, end = await _end_offsets(kafka, topic)
     now = sum(end.values())
     key = f"{DLQ_STATE_KEY}:{topic}"
@@ -170,10 +171,13 @@ async def observe(settings: WatchSettings, conn: asyncpg.Connection) -> Figures:
             setattr(figures, attr, await consumer_lag(kafka, group, topic))
         except Exception as exc:
             figures.errors.append(f"cannot measure the lag of {group} on {topic}: {exc!r}")
-    try:
-        figures.dlq_end, figures.dlq_previous = await _dlq(conn, kafka)
-    except Exception as exc:
-        figures.errors.append(f"cannot read the dead-letter topic: {exc!r}")
+    for dlq in DEAD_LETTER_TOPICS:
+        try:
+            end, previous = await _dlq(conn, kafka, kafka.topic_name(dlq))
+        except Exception as exc:
+            figures.errors.append(f"cannot read the dead-letter topic {dlq.name}: {exc!r}")
+            continue
+        figures.dead_letters[dlq.name] = {"end": end, "previous": previous}
     urls = cfg.health_urls()
     answers = await asyncio.gather(
         *(asyncio.to_thread(worker_health, url, cfg.health_timeout_s) for url in urls.values())

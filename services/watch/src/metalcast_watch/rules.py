@@ -8,8 +8,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from metalcast_core import BATCH_LOADED, TICKS, TICKS_DLQ
+from metalcast_core import BARS_DLQ, BATCH_LOADED, TICKS, TICKS_DLQ, DeadLetter, Topic
 from metalcast_watch.config import WatchSection
+
+# Every dead-letter topic the watch follows: the sink's and the ingestor's poison ticks, and
+# the bars' (the ingestor's refused days and the bar sink's refused bars).
+DEAD_LETTER_TOPICS: tuple[Topic[DeadLetter], ...] = (TICKS_DLQ, BARS_DLQ)
 
 
 @dataclass
@@ -25,8 +29,9 @@ class Figures:
     outbox_oldest: datetime | None = None
     sink_lag: int | None = None
     trainer_lag: int | None = None
-    dlq_end: int | None = None
-    dlq_previous: int | None = None
+    # Per dead-letter topic (its registry name): {"end": the end offsets' sum now,
+    # "previous": the sum the previous watch run saw, None on the first run}.
+    dead_letters: dict[str, dict[str, int | None]] = field(default_factory=dict)
     # The workers' /healthz answers: name -> {"url", "status" (None: no answer), "body" or
     # "error"}.
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -81,17 +86,13 @@ def evaluate(figures: Figures, cfg: WatchSection) -> list[str]:
             f"the trainer ({cfg.trainer_group}) lags {figures.trainer_lag} messages on "
             f"{BATCH_LOADED.name} (threshold {cfg.max_trainer_lag})"
         )
-    if (
-        cfg.fail_on_dlq_growth
-        and figures.dlq_end is not None
-        and figures.dlq_previous is not None
-        and figures.dlq_end > figures.dlq_previous
-    ):
-        problems.append(
-            f"the dead-letter topic {TICKS_DLQ.name} grew by "
-            f"{figures.dlq_end - figures.dlq_previous} messages since the previous watch run "
-            f"({figures.dlq_previous} -> {figures.dlq_end})"
-        )
+    for topic, seen in sorted(figures.dead_letters.items()):
+        end, previous = seen.get("end"), seen.get("previous")
+        if cfg.fail_on_dlq_growth and end is not None and previous is not None and end > previous:
+            problems.append(
+                f"the dead-letter topic {topic} grew by {end - previous} messages since the "
+                f"previous watch run ({previous} -> {end})"
+            )
     for name, seen in sorted(figures.workers.items()):
         problem = worker_problem(name, seen)
         if problem is not None:

@@ -100,5 +100,6 @@ class ForecastRead(BaseModel):
     steps: list[ForecastStep]
     cadence: str = Field(
         default="hourly",
-        description="The steps' cadence: hourly (metals, crypto) or daily (bars: stocks, ETFs)",
+        description="The steps' cadence: hourly (metals, crypto) or daily (bars: stocks and "
+        "ETFs step in NYSE trading days, other daily instruments in calendar days)",
     )

@@ -7,15 +7,20 @@ trained on). Step k is ``cutoff + k h``.
 * ``until=T``: every hourly step from ``cutoff + 1 h`` up to the first hour at or after T,
   so T itself is covered. T must lie in the future.
 
-Either way at most ``api.max_horizon_h`` steps. When newer data exists than the cutoff (the
-trainer has not caught up), steps still start after the cutoff, and the response says so
-with ``last_observation`` and ``stale_hours``.
+Either way at most ``api.max_horizon_h`` steps. Daily instruments step in days: NYSE
+sessions for stocks and ETFs, calendar days otherwise (``metalcast_models.sessions``);
+``until`` then counts those days up to the first one on or after T.
+
+When newer data exists than the cutoff (the trainer has not caught up), steps still start
+after the cutoff, and the response says so with ``last_observation`` and ``stale_hours``.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+
+from metalcast_models.sessions import steps_until
 
 HOUR = timedelta(hours=1)
 
@@ -40,12 +45,14 @@ def steps_for(
     horizon: int | None = None,
     until: datetime | None = None,
     step: timedelta = HOUR,
+    calendar: str | None = None,
 ) -> int:
     """The number of steps after ``cutoff``; ``StepsProblem`` if it cannot be given.
     ``step``: the instrument's cadence (an hour, or a day); ``max_horizon_h`` then counts
-    steps of that cadence."""
+    steps of that cadence. ``calendar``: the exchange whose sessions daily steps fall on
+    (``None``: every day)."""
     if step != HOUR:
-        return _steps_of(cutoff, now, max_horizon_h, horizon, until, step)
+        return _steps_of(cutoff, now, max_horizon_h, horizon, until, step, calendar)
     check_choice(horizon, until)
     if horizon is not None:
         if horizon < 1:
@@ -83,8 +90,10 @@ def _steps_of(
     horizon: int | None,
     until: datetime | None,
     step: timedelta,
+    calendar: str | None = None,
 ) -> int:
-    unit = "d" if step == timedelta(days=1) else f"x {step}"
+    daily = step == timedelta(days=1)
+    unit = ("trading days" if calendar else "d") if daily else f"x {step}"
     check_choice(horizon, until)
     if horizon is not None:
         if horizon < 1:
@@ -97,7 +106,12 @@ def _steps_of(
     assert until is not None
     if until <= now:
         raise StepsProblem("until", f"until {until.isoformat()} is in the past")
-    n = math.ceil((until - cutoff) / step)
+    if daily and calendar is not None:
+        # The first day at or after ``until`` (a time within a day reaches into that day).
+        last = until.date() if until.time() == time() else until.date() + timedelta(days=1)
+        n = steps_until(cutoff.date(), last, calendar)
+    else:
+        n = math.ceil((until - cutoff) / step)
     if n < 1:
         raise StepsProblem("until", f"until is not after the model's cutoff {cutoff.isoformat()}")
     if n > max_steps:

@@ -27,6 +27,7 @@ from metalcast_api.forecasts.service import (
 )
 from metalcast_api.resources.forecasts import ModelUnavailable
 from metalcast_core import METAL_SYMBOLS, METALS_BY_SYMBOL
+from metalcast_models.sessions import step_calendar
 
 router = APIRouter(prefix="/v1/forecasts", tags=["forecasts"])
 
@@ -65,13 +66,15 @@ async def forecast(
     them, `interval_method` how the intervals were made (calibrated on the version's
     backtest, or the model's own) and `interval_coverage` what the calibrated intervals
     covered in that backtest. The metals step in hours; any other catalogued instrument in
-    its cadence (hours, or days for daily bars: `cadence`). 404 naming the known
+    its cadence (hours, or days for daily bars: `cadence`): stocks and ETFs step in NYSE
+    trading days (weekends and NYSE holidays skipped), crypto in calendar days. 404 naming the known
     instruments; 409 while the instrument has no production model."""
     now = datetime.now(UTC)
     if until is not None:
         until = as_utc(until, "query", "until")
     wanted = symbol.upper()
     step, max_steps, cadence = HOUR, settings.api.max_horizon_h, "hourly"
+    calendar: str | None = None
     if wanted not in METALS_BY_SYMBOL:
         catalogue = await forecasts.catalogue()
         inst = catalogue.get(wanted)
@@ -85,13 +88,14 @@ async def forecast(
         step = timedelta(days=1) if cadence == "daily" else HOUR
         default = settings.api.max_horizon_days if cadence == "daily" else max_steps
         max_steps = (inst.model.horizon if inst.model else None) or default
-        forecasts.configure(wanted, max_steps, step)
+        calendar = step_calendar(inst.kind, cadence)
+        forecasts.configure(wanted, max_steps, step, calendar)
     try:
         check_choice(horizon, until)
         if horizon is not None:
-            steps_for(now, now, max_steps, horizon=horizon, step=step)
+            steps_for(now, now, max_steps, horizon=horizon, step=step, calendar=calendar)
         elif until is not None and until <= now:
-            steps_for(now, now, max_steps, until=until, step=step)
+            steps_for(now, now, max_steps, until=until, step=step, calendar=calendar)
     except StepsProblem as exc:
         unprocessable("query", exc.field, str(exc))
 
@@ -106,7 +110,15 @@ async def forecast(
     except ModelUnavailable as exc:
         unavailable(f"the production model of {wanted} is unavailable: {exc}")
     try:
-        n = steps_for(model.cutoff, now, max_steps, horizon=horizon, until=until, step=step)
+        n = steps_for(
+            model.cutoff,
+            now,
+            max_steps,
+            horizon=horizon,
+            until=until,
+            step=step,
+            calendar=calendar,
+        )
     except StepsProblem as exc:
         unprocessable("query", exc.field, str(exc))
     info = model.info

@@ -33,6 +33,7 @@ from metalcast_api.metrics import ApiMetrics
 from metalcast_core import METAL_SYMBOLS, METALS, METALS_BY_SYMBOL, Instrument, fetch_catalogue
 from metalcast_models import registry
 from metalcast_models.registry import VersionInfo
+from metalcast_models.sessions import days_after
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -111,11 +112,17 @@ def _number(value: Any) -> float | None:
 
 
 def load_model(
-    s3: S3Client, info: VersionInfo, horizon: int, step: timedelta = HOUR
+    s3: S3Client,
+    info: VersionInfo,
+    horizon: int,
+    step: timedelta = HOUR,
+    calendar: str | None = None,
 ) -> LoadedModel:
     """Blocking: download, verify, load and predict ``horizon`` steps (call in a thread).
     ``step``: the instrument's cadence; the model counts entries after its cutoff (its
-    window's last value), so step k of a daily instrument is the cutoff + k days."""
+    window's last value), so step k of a daily instrument is the k-th day after the cutoff
+    that the instrument trades: the k-th session of ``calendar`` (NYSE for stocks and ETFs,
+    :mod:`metalcast_models.sessions`), or the cutoff + k days without one."""
     from metalcast_models import load_forecaster, predict_with_intervals, sha256_of
 
     started = time.perf_counter()
@@ -141,7 +148,10 @@ def load_model(
         info, {c: frame[c].to_numpy(dtype=float) for c in COLUMNS}
     )
     cutoff: datetime = index[0].to_pydatetime() - HOUR
-    if step != HOUR:
+    if step == timedelta(days=1):
+        days = days_after(cutoff.date(), len(index), calendar)
+        index = pd.DatetimeIndex([datetime(d.year, d.month, d.day, tzinfo=UTC) for d in days])
+    elif step != HOUR:
         index = pd.DatetimeIndex([cutoff + (i + 1) * step for i in range(len(index))])
     steps = tuple(
         ForecastStep(ts=ts.to_pydatetime(), **{c: float(columns[c][i]) for c in COLUMNS})
@@ -230,18 +240,21 @@ class ForecastCache:
         self.max_horizon_h = max_horizon_h
         self._models: dict[tuple[str, int], LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        # Instruments other than the metals: (steps to predict, the cadence's step), learnt
-        # from the catalogue on their first forecast request.
-        self._shapes: dict[str, tuple[int, timedelta]] = {}
+        # Instruments other than the metals: (steps to predict, the cadence's step, the
+        # exchange calendar of daily steps), learnt from the catalogue on their first request.
+        self._shapes: dict[str, tuple[int, timedelta, str | None]] = {}
 
-    def shape(self, symbol: str) -> tuple[int, timedelta]:
-        return self._shapes.get(symbol, (self.max_horizon_h, HOUR))
+    def shape(self, symbol: str) -> tuple[int, timedelta, str | None]:
+        return self._shapes.get(symbol, (self.max_horizon_h, HOUR, None))
 
-    def configure(self, symbol: str, horizon: int, step: timedelta) -> None:
-        """How far ``symbol``'s models predict and in which steps; a change drops the
-        loaded model (the next request loads it again)."""
-        if self._shapes.get(symbol) != (horizon, step):
-            self._shapes[symbol] = (horizon, step)
+    def configure(
+        self, symbol: str, horizon: int, step: timedelta, calendar: str | None = None
+    ) -> None:
+        """How far ``symbol``'s models predict and in which steps (and, for daily steps,
+        on which exchange's sessions); a change drops the loaded model (the next request
+        loads it again)."""
+        if self._shapes.get(symbol) != (horizon, step, calendar):
+            self._shapes[symbol] = (horizon, step, calendar)
             for key in [k for k in self._models if k[0] == symbol]:
                 del self._models[key]
 
@@ -293,8 +306,8 @@ class ForecastCache:
             return model, False
 
     async def _load(self, info: VersionInfo) -> LoadedModel:
-        horizon, step = self.shape(info.symbol)
-        model = await asyncio.to_thread(load_model, self._s3, info, horizon, step)
+        horizon, step, calendar = self.shape(info.symbol)
+        model = await asyncio.to_thread(load_model, self._s3, info, horizon, step, calendar)
         # Keep only the newest version per symbol: the pointer moved, older ones are done.
         for key in [k for k in self._models if k[0] == info.symbol]:
             del self._models[key]
