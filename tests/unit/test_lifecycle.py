@@ -50,12 +50,24 @@ def test_a_second_signal_cancels_at_once() -> None:
         await asyncio.sleep(3600)
 
     _signal_soon(signal.SIGINT, 0.2)
-    _signal_soon(signal.SIGINT, 0.4)
+    _signal_soon(signal.SIGINT, 0.9)
     began = time.monotonic()
     with pytest.raises(SystemExit) as exited:
         run_until_signal(serve, grace_s=60)
     assert exited.value.code == 128 + signal.SIGINT
     assert time.monotonic() - began < 3
+
+
+def test_the_same_signal_forwarded_at_once_is_one_stop() -> None:
+    # Ctrl-C under `uv run`: the terminal's SIGINT and uv's forwarded copy arrive together.
+    async def serve(stop: asyncio.Event) -> str:
+        await stop.wait()
+        await asyncio.sleep(0.5)  # a clean shutdown that takes a moment
+        return "stopped cleanly"
+
+    _signal_soon(signal.SIGINT, 0.2)
+    _signal_soon(signal.SIGINT, 0.25)
+    assert run_until_signal(serve, grace_s=5) == "stopped cleanly"
 
 
 def test_a_clean_up_that_hangs_cannot_keep_the_process_alive() -> None:

@@ -16,6 +16,10 @@ log = logging.getLogger(__name__)
 # wherever it waits (a database that does not answer, a broker, S3): compose's stop and a
 # rolling deploy must not hang. A second signal cancels at once.
 STOP_GRACE_S = 5.0
+# One Ctrl-C often arrives twice: the terminal signals the whole process group, and a
+# launcher in it (`uv run`, `make`) forwards the same signal to its child. A repeat this
+# soon after the first is that same signal, not a second one.
+REPEAT_WITHIN_S = 0.5
 
 
 def log_tasks() -> None:
@@ -39,8 +43,9 @@ def run_until_signal(
     logs every task and where it waits (:func:`log_tasks`).
 
     A service that has not returned ``grace_s`` seconds after the signal (or at a second
-    signal) is cancelled: its ``finally`` blocks run (clients stop, uncommitted work is
-    abandoned, never half-committed) and the process exits with 128 + the signal number. If
+    signal, other than the same one forwarded within ``REPEAT_WITHIN_S``) is cancelled: its
+    ``finally`` blocks run (clients stop, uncommitted work is abandoned, never
+    half-committed) and the process exits with 128 + the signal number. If
     that clean-up itself hangs (a Kafka client's leave-group request can wait 40 s for a
     busy coordinator) the process ends ``grace_s`` later regardless: nothing it had not
     committed is lost (offsets move only after the database commit)."""
@@ -65,11 +70,17 @@ def run_until_signal(
                 task.cancel()
                 loop.call_later(grace_s, hard_exit)
 
+        first_at: list[float] = []
+
         def on_signal(signum: int) -> None:
             received.append(signum)
-            if stop.is_set():  # a second signal: do not wait any longer
-                cancel()
+            if stop.is_set():
+                if loop.time() - first_at[0] < REPEAT_WITHIN_S:
+                    log.info("signal %d again at once: the same stop, forwarded", signum)
+                    return
+                cancel()  # a second signal: do not wait any longer
                 return
+            first_at.append(loop.time())
             stop.set()
             loop.call_later(grace_s, cancel)
 

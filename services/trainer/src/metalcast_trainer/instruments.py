@@ -176,7 +176,7 @@ class _BatchResult:
     moves: list[PointerMove] = field(default_factory=list)
 
 
-class InstrumentTrainer:
+class InstrumentBatches:
     """Trains a run's instruments in batches (module docstring)."""
 
     def __init__(

@@ -55,7 +55,7 @@ from metalcast_trainer import store
 from metalcast_trainer.config import TrainerSettings, instrument_plan
 from metalcast_trainer.evaluation import backtest_and_score, champion_of, choose, fit_and_save
 from metalcast_trainer.instruments import (
-    InstrumentTrainer,
+    InstrumentBatches,
     LazyProcessPool,
     Plan,
 )
@@ -103,7 +103,7 @@ class TrainingRunner:
         self.candidates = self._cfg.build_candidates()
         self._rules = self._cfg.rules()
         self._metal_plan = Plan(self._cfg.x_size, self.candidates, self._rules, self._cfg)
-        self._instruments = InstrumentTrainer(settings, pool, s3, executor)
+        self._instruments = InstrumentBatches(settings, pool, s3, executor)
         # The symbols the events handed to :meth:`wants` touched; :meth:`run` trains those
         # (the metals all together, as before, when any metal was touched). ``None``: all.
         self._pending: set[str] | None = None
