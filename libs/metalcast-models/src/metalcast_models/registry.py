@@ -137,9 +137,17 @@ def _info(record: Mapping[str, Any]) -> VersionInfo:
     )
 
 
-async def production(conn: asyncpg.Connection) -> list[VersionInfo]:
-    """The version in production for every symbol that has one."""
-    rows = await conn.fetch(_SELECT.replace("LEFT JOIN", "JOIN") + " ORDER BY v.symbol")
+async def production(
+    conn: asyncpg.Connection, symbols: Sequence[str] | None = None
+) -> list[VersionInfo]:
+    """The version in production for every symbol that has one (of ``symbols``, if given)."""
+    query = _SELECT.replace("LEFT JOIN", "JOIN")
+    if symbols is None:
+        rows = await conn.fetch(query + " ORDER BY v.symbol")
+    else:
+        rows = await conn.fetch(
+            query + " WHERE p.symbol = ANY($1::text[]) ORDER BY v.symbol", list(symbols)
+        )
     return [_info(r) for r in rows]
 
 

@@ -234,7 +234,11 @@ class TrainingRunner:
                 if train_metals
                 else pd.DataFrame()
             )
-            current = {v.symbol: v for v in await registry.production(conn)}
+            # The production versions of what this run trains (the metals all together).
+            wanted = (
+                None if pending is None else sorted(pending | (metals if train_metals else set()))
+            )
+            current = {v.symbol: v for v in await registry.production(conn, wanted)}
             catalogue = Catalogue(await fetch_catalogue(conn))
         report.timings["load_s"] = round(time.perf_counter() - t, 4)
         for key in ("backtest_s", "fit_s", "store_s"):
