@@ -258,13 +258,18 @@ async def publish_report(
 async def publish_moves(
     producer: Sender, kafka: KafkaSettings, moves: Sequence[PointerMove]
 ) -> None:
-    """``models.production.v1`` for each pointer move (key: the symbol)."""
-    for move in moves:
-        await producer.send_and_wait(
-            kafka.topic_name(PRODUCTION_CHANGED),
-            PRODUCTION_CHANGED.encode(move.event()),
-            key=move.symbol.encode(),
+    """``models.production.v1`` for each pointer move (key: the symbol), sent together (the
+    producer batches them: a run that moved 1,000 pointers does not wait for 1,000 round
+    trips), all acknowledged before returning. A run moves a symbol's pointer at most once."""
+    topic = kafka.topic_name(PRODUCTION_CHANGED)
+    await asyncio.gather(
+        *(
+            producer.send_and_wait(
+                topic, PRODUCTION_CHANGED.encode(move.event()), key=move.symbol.encode()
+            )
+            for move in moves
         )
+    )
 
 
 def _decode(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[BatchLoaded]:
