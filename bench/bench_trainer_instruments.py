@@ -1,16 +1,23 @@
 """A model per instrument, many instruments: what one load costs the trainer.
 
 N daily instruments (default 1,000) are catalogued with a model (``x_size`` 20, candidates
-naive and drift) and seeded with D days of bars (a seeded random walk). Then, in one process
-on the local stack, with the trainer's real runner (backtests in its process pool, one BLAS
+naive and drift) and seeded with D days of bars (a seeded random walk), in an isolated world
+(a database, topics and buckets of its own) on the local stack. Then, with the trainer's
+real code (instruments in batches, each batch's CPU work in its process pool of one BLAS
 thread per worker; database, S3 uploads, registry as in production):
 
-1. first run: every instrument backtested from scratch, fitted, uploaded, promoted;
-2. one load: one new bar per instrument, then the run a batch-loaded event touching all of
-   them triggers (cached backtest forecasts reused, one new origin per candidate): the figure
-   the aim is about (≤ 10 s for 1,000 instruments on 2 cores);
-3. the same load with the pool off (backtests and fits in threads), for comparison
-   (``--workers 0``: every run in threads).
+1. the runner, first run: every instrument backtested from scratch, fitted, uploaded,
+   promoted;
+2. the runner, one load (twice): one new bar per instrument, then the run a batch-loaded
+   event touching all of them triggers (cached backtest forecasts reused, one new origin per
+   candidate);
+3. the runner, the same load with the pool off (batches in threads), for comparison;
+4. the service, through Kafka (twice): one new bar per instrument, then the clock runs from
+   publishing one ``batch-loaded`` event naming all of them to the last
+   ``models.trained.v1`` event that accounts for every instrument. In between, the trainer
+   (``run_trainer``, one instance) dispatches one ``train-requested`` event per instrument,
+   consumes its share (here: all), trains, records and publishes every pointer move: the
+   figure the aim is about (≤ 10 s for 1,000 instruments on 2 cores).
 
 Usage: ``uv run python bench/bench_trainer_instruments.py [--instruments 1000] [--days 60]
 [--origins 20] [--workers 2]``.
@@ -25,29 +32,34 @@ import os
 import random
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from metalcast import stack
+from metalcast.stack import world
 from metalcast_core import (
+    BATCH_LOADED,
+    MODELS_TRAINED,
+    BatchLoaded,
     Instrument,
-    KafkaSettings,
     ModelConfig,
-    PostgresSettings,
-    S3Settings,
     create_pool,
-    ensure_buckets,
+    make_consumer,
+    make_producer,
     make_s3_client,
-    migrate,
     upsert_instruments,
 )
+from metalcast_trainer.bootstrap import run_trainer
 from metalcast_trainer.config import TrainerSection, TrainerSettings
 from metalcast_trainer.instruments import LazyProcessPool
 from metalcast_trainer.runner import TrainingRunner
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 COLUMNS = (
     "symbol",
@@ -92,45 +104,74 @@ async def _run(runner: TrainingRunner, symbols: list[str]) -> tuple[float, dict[
     return took, counts
 
 
+async def _through_kafka(settings: TrainerSettings, symbols: list[str], day: datetime) -> float:
+    """Seconds from publishing a batch-loaded event naming ``symbols`` to the
+    models.trained.v1 events that account for all of them (a running trainer service)."""
+    kafka = settings.kafka
+    trained = make_consumer(kafka, [kafka.topic_name(MODELS_TRAINED)], group_id=None)
+    await trained.start()
+    try:
+        sent_at = datetime.now(UTC)
+        producer = make_producer(kafka)
+        await producer.start()
+        try:
+            event = BatchLoaded(
+                symbols=symbols,
+                first_hour=day,
+                last_hour=day,
+                rows_inserted=len(symbols),
+                ticks_received=len(symbols),
+                table="prices.bars",
+            )
+            started = time.perf_counter()
+            await producer.send_and_wait(
+                kafka.topic_name(BATCH_LOADED),
+                BATCH_LOADED.encode(event),
+                key=str(event.batch_id).encode(),
+            )
+        finally:
+            await producer.stop()
+        waiting = set(symbols)
+        while waiting:
+            fetched = await trained.getmany(timeout_ms=60_000)
+            if not fetched:
+                raise TimeoutError(f"{len(waiting)} instruments not trained after 60 s")
+            for records in fetched.values():
+                for record in records:
+                    done = MODELS_TRAINED.decode(record.value)
+                    if done.finished_at < sent_at:  # an earlier load's run
+                        continue
+                    waiting -= set(done.versions) | set(done.failed)
+                    waiting -= set(done.decisions)  # unchanged ones are decided too
+        return time.perf_counter() - started
+    finally:
+        await trained.stop()
+
+
 async def main(
     n: int, n_days: int, origins: int, workers: int, candidates: tuple[str, ...]
 ) -> None:
     load0 = os.getloadavg()
     stack.up()
-    env = stack.env()
-    base = PostgresSettings(url=env["METALCAST_POSTGRES__URL"])
-    db = f"bench_inst_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(base.url)
-    await admin.execute(f'CREATE DATABASE "{db}"')
-    pg = base.with_database(db)
-    s3 = S3Settings(
-        endpoint_url=env["METALCAST_S3__ENDPOINT_URL"],
-        access_key_id=env["METALCAST_S3__ACCESS_KEY_ID"],
-        secret_access_key=env["METALCAST_S3__SECRET_ACCESS_KEY"],
-        models_bucket=f"bench-{uuid.uuid4().hex[:6]}-models",
-        backups_bucket=f"bench-{uuid.uuid4().hex[:6]}-backups",
-    )
-    client = make_s3_client(s3)
-    ensure_buckets(client, s3)
-    kafka = KafkaSettings(bootstrap_servers=env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"])
-    work = Path(tempfile.mkdtemp(prefix="bench-inst-"))
-    try:
+    async with world.isolated_world(stack.env(), label="bench_inst") as w:
+        work = Path(tempfile.mkdtemp(prefix="bench-inst-"))
         section = TrainerSection.model_validate(
             {
                 "candidates": list(candidates),
                 "backtest_origins": origins,
                 "work_dir": work,
                 "retention_hours": 0,
-                "workers": 2,
+                "workers": workers,
+                "metrics_port": 0,
             }
         )
-        settings = TrainerSettings(postgres=pg, kafka=kafka, s3=s3, trainer=section)
-        await migrate(pg, settings.migrations_dir)
+        settings = TrainerSettings(postgres=w.postgres, kafka=w.kafka, s3=w.s3, trainer=section)
         symbols = [f"EQ{i:04d}" for i in range(n)]
         rng = random.Random(7)
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         days = [today - timedelta(days=n_days - i) for i in range(n_days)]
-        conn = await asyncpg.connect(pg.url)
+        added: list[datetime] = []
+        conn = await asyncpg.connect(w.postgres.url)
         try:
             await upsert_instruments(
                 conn,
@@ -153,12 +194,29 @@ async def main(
             await conn.close()
         print(
             f"{n} daily instruments x {n_days} days, x_size 20, {' + '.join(candidates)}, "
-            f"{origins} backtest origins; {os.cpu_count()} CPUs, load {load0[0]:.2f}",
+            f"{origins} backtest origins, {workers} pool workers; {os.cpu_count()} CPUs, "
+            f"load {load0[0]:.2f}",
             flush=True,
         )
 
-        pool = await create_pool(pg.model_copy(update={"pool_max_size": 10}))
+        async def new_bar() -> datetime:
+            day = today + timedelta(days=len(added))
+            added.append(day)
+            conn = await asyncpg.connect(w.postgres.url)
+            try:
+                await conn.copy_records_to_table(
+                    "bars",
+                    schema_name="prices",
+                    records=_bars(symbols, [day], rng),
+                    columns=COLUMNS,
+                )
+            finally:
+                await conn.close()
+            return day
+
+        pool = await create_pool(w.postgres.model_copy(update={"pool_max_size": 10}))
         lazy = LazyProcessPool(workers) if workers else None
+        client = make_s3_client(w.s3)
         try:
             if lazy is not None:
                 await lazy.get()  # workers started and warm before the clock
@@ -166,56 +224,59 @@ async def main(
             await asyncio.to_thread(runner.warm_up)
             took, counts = await _run(runner, symbols)
             print(
-                f"first run (from scratch)  {took:8.2f} s  {n / took:7.1f} instruments/s  {counts}",
+                f"runner, first run (from scratch)  {took:8.2f} s  {n / took:7.1f} "
+                f"instruments/s  {counts}",
                 flush=True,
             )
-
-            async def new_bar() -> None:
-                conn = await asyncpg.connect(pg.url)
-                try:
-                    day = today + timedelta(days=len(loads))
-                    await conn.copy_records_to_table(
-                        "bars",
-                        schema_name="prices",
-                        records=_bars(symbols, [day], rng),
-                        columns=COLUMNS,
-                    )
-                finally:
-                    await conn.close()
-
-            loads: list[float] = []
             for _ in range(2):
                 await new_bar()
                 took, counts = await _run(runner, symbols)
-                loads.append(took)
                 print(
-                    f"one load (new bar each)   {took:8.2f} s  {n / took:7.1f} instruments/s  "
-                    f"{counts}",
+                    f"runner, one load (new bar each)   {took:8.2f} s  {n / took:7.1f} "
+                    f"instruments/s  {counts}",
                     flush=True,
                 )
             if lazy is not None:
                 threads = TrainingRunner(settings, pool, client, None)
                 await new_bar()
-                loads.append(0)
                 took, counts = await _run(threads, symbols)
                 print(
-                    f"one load, no process pool {took:8.2f} s  {n / took:7.1f} instruments/s  "
-                    f"{counts}",
+                    f"runner, one load, no pool         {took:8.2f} s  {n / took:7.1f} "
+                    f"instruments/s  {counts}",
                     flush=True,
                 )
         finally:
             await pool.close()
             if lazy is not None:
                 await asyncio.to_thread(lazy.shutdown)
+
+        stop = asyncio.Event()
+        service = asyncio.create_task(run_trainer(settings, stop))
+        try:
+            await asyncio.sleep(8)  # joined both consumer groups, warmed up
+            for label in ("pool cold", "pool warm"):
+                day = await new_bar()
+                took = await _through_kafka(settings, symbols, day)
+                print(
+                    f"service through Kafka ({label}) {took:8.2f} s  {n / took:7.1f} "
+                    "instruments/s  (batch-loaded published -> every instrument in "
+                    "models.trained.v1)",
+                    flush=True,
+                )
+        finally:
+            stop.set()
+            await service
         print(f"load average at end {os.getloadavg()[0]:.2f}")
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        await admin.close()
-        for bucket in (s3.models_bucket, s3.backups_bucket):
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                for obj in page.get("Contents", []):
-                    client.delete_object(Bucket=bucket, Key=obj["Key"])
-            client.delete_bucket(Bucket=bucket)
+        # The world's buckets are removed with it; empty the models bucket first, in bulk.
+        objects: list[ObjectIdentifierTypeDef] = [
+            {"Key": obj["Key"]}
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=w.s3.models_bucket)
+            for obj in page.get("Contents", [])
+        ]
+        for i in range(0, len(objects), 1000):
+            client.delete_objects(
+                Bucket=w.s3.models_bucket, Delete={"Objects": objects[i : i + 1000]}
+            )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -78,6 +79,9 @@ async def run_trainer(
     dispatch = cfg.dispatch_instruments
     async with _runners(settings, 2 if dispatch else 1) as (runners, producer):
         await asyncio.to_thread(runners[0].warm_up)
+        # The instruments' process pool, started meanwhile where the catalogue has modelled
+        # instruments: its workers' start (sktime's imports) is not the first load's wait.
+        warming = asyncio.create_task(runners[-1].start_pool(), name="warm-pool")
         consumer = make_consumer(
             settings.kafka,
             [settings.kafka.topic_name(BATCH_LOADED)],
@@ -124,6 +128,10 @@ async def run_trainer(
                     await requests.stop()
         finally:
             await consumer.stop()
+            if not warming.done():
+                warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warming
 
 
 async def train_once(settings: TrainerSettings) -> RunReport:

@@ -121,6 +121,22 @@ class TrainingRunner:
         """Train exactly these symbols in the next :meth:`run` (train-requested events)."""
         self._pending = set(symbols)
 
+    async def start_pool(self) -> bool:
+        """Start the instruments' process pool now if the catalogue has a modelled
+        instrument (otherwise it starts when one first trains); whether it started. A failure
+        is logged: the pool is then started by the first instrument run, which reports it."""
+        if self._executor is None:
+            return False
+        try:
+            if not (await self.catalogue()).modelled():
+                return False
+            await self._executor.get()
+        except Exception:
+            log.exception("could not start the instruments' process pool ahead of time")
+            return False
+        log.info("instruments' process pool started (%d workers)", self._executor.workers)
+        return True
+
     async def catalogue(self) -> Catalogue:
         async with self._pool.acquire() as conn:
             return Catalogue(await fetch_catalogue(conn))
