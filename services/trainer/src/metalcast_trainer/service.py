@@ -69,6 +69,16 @@ class LoopObserver(Protocol):
     def run_finished(self, report: RunReport | None) -> None: ...
 
 
+class Valuing(Protocol):
+    """What the loop needs of the valuation retrain (:class:`ValuationTrainer`)."""
+
+    async def wants(self, events: Sequence[BatchLoaded]) -> str | None: ...
+
+    async def run(
+        self, trigger: str, batch_id: uuid.UUID | None = None, events: int = 0
+    ) -> RunReport: ...
+
+
 class Dispatching(Protocol):
     """What dispatching needs of the runner (:class:`TrainingRunner`)."""
 
@@ -84,16 +94,19 @@ class Trainer:
         runner: Runner,
         dispatcher: Dispatching | None = None,
         observer: LoopObserver | None = None,
+        valuation: Valuing | None = None,
     ) -> None:
         """``dispatcher``: the runner, when instruments are dispatched to
         ``pipeline.train-requested.v1`` (``trainer.dispatch_instruments``) rather than trained
-        in this run."""
+        in this run. ``valuation``: the gold valuation model's retrain (docs/valuation.md),
+        run first when the events touched gold or a macro series."""
         self._settings = settings
         self._consumer = consumer
         self._producer = producer
         self._runner = runner
         self._observer = observer
         self._dispatcher = dispatcher
+        self._valuation = valuation
         self.runs: list[RunReport] = []
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -121,6 +134,11 @@ class Trainer:
             await self._consumer.commit()
             return None
         newest = max(events, key=lambda e: e.loaded_at)
+        if self._valuation is not None and (why := await self._valuation.wants(events)):
+            log.info("retraining the valuation model: %s", why)
+            await self.publish(
+                await self._valuation.run("batch-loaded", newest.batch_id, len(events)), newest
+            )
         skip = await self._runner.wants(events)
         if skip is not None:
             log.info("%d batch-loaded event(s) need no training: %s", len(events), skip)
