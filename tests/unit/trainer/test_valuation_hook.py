@@ -37,7 +37,11 @@ def macro_loaded(*series: str) -> bytes:
 def ticks_loaded(*symbols: str) -> bytes:
     return BATCH_LOADED.encode(
         BatchLoaded(
-            symbols=list(symbols), first_hour=HOUR, last_hour=HOUR, rows_inserted=1, ticks_received=1
+            symbols=list(symbols),
+            first_hour=HOUR,
+            last_hour=HOUR,
+            rows_inserted=1,
+            ticks_received=1,
         )
     )
 
