@@ -76,7 +76,9 @@ def vintages(seed: int = 7) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     real = real_series()
     for spec in SPECS:
-        for day, value in real[spec.series_id].items():
+        series = real[spec.series_id]
+        for stamp, value in zip(series.index, series.to_numpy(dtype=float), strict=True):
+            day: date = stamp
             first = day + timedelta(days=spec.lag_days)
             if first > END + timedelta(days=1):
                 continue
