@@ -15,6 +15,7 @@ its cause; while there are too few daily closes for a first fit, no run starts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import shutil
@@ -160,6 +161,25 @@ class ValuationTrainer:
             cache = await store.load_cache(conn, SYMBOL, keys, datetime(1970, 1, 1, tzinfo=UTC))
         report.timings["load_s"] = round(time.perf_counter() - t, 4)
         lags = {s.series_id: s.lag_days for s in series}
+        gbm = cfg.gbm_candidate()
+        digest = inputs_hash(closes, vintages, lags)
+        async with self._pool.acquire() as conn:
+            existing = await registry.find_fit(conn, SYMBOL, gbm.key, digest)
+        if existing is not None:  # the same data again (a replayed load): nothing to refit
+            reason = f"v{existing.version} was fitted on these very inputs"
+            report.unchanged.append(SYMBOL)
+            report.decisions[SYMBOL] = reason
+            async with self._pool.acquire() as conn:
+                await store.record_result(
+                    conn,
+                    report.run_id,
+                    SYMBOL,
+                    "unchanged",
+                    reason=reason,
+                    version_id=existing.id,
+                )
+            report.status = "unchanged"
+            return
         levels = {s.series_id for s in series if s.units in LEVEL_UNITS}
         t = time.perf_counter()
         result = await asyncio.to_thread(
@@ -183,7 +203,6 @@ class ValuationTrainer:
             await store.save_cache(conn, SYMBOL, result.baseline_run.new)
             await store.record_backtests(conn, report.run_id, SYMBOL, result.scores.values())
         decision = result.decision
-        gbm = cfg.gbm_candidate()
         promote_gbm = decision.move_pointer and decision.chosen.key == gbm.key
         detail: dict[str, Any] = {
             "action": decision.action,
@@ -193,7 +212,7 @@ class ValuationTrainer:
             "backtest": result.summary(),
         }
         t = time.perf_counter()
-        gbm_version, gbm_id = await self._record_gbm(report, result, gbm, promote_gbm)
+        gbm_version, gbm_id = await self._record_gbm(report, result, gbm, digest, promote_gbm)
         detail["lightgbm_version"] = gbm_version
         served_id = gbm_id if promote_gbm else None
         if decision.move_pointer and not promote_gbm:
@@ -241,7 +260,12 @@ class ValuationTrainer:
         return f"s3://{bucket}/{key}"
 
     async def _record_gbm(
-        self, report: RunReport, result: ValuationResult, gbm: Candidate, promote: bool
+        self,
+        report: RunReport,
+        result: ValuationResult,
+        gbm: Candidate,
+        digest: str,
+        promote: bool,
     ) -> tuple[int, int]:
         """The LightGBM version, always; the pointer moves to it only if it won."""
         fit = result.fit
@@ -280,7 +304,7 @@ class ValuationTrainer:
                     size_bytes=size,
                     candidate=gbm.name,
                     candidate_key=gbm.key,
-                    window_hash=window_hash(result.series.values[-gbm.x_size :]),
+                    window_hash=digest,
                     backtest=jsonable(chosen.as_json()) if chosen else {},
                     decision=result.decision.reason,
                 )
@@ -439,6 +463,16 @@ class ValuationTrainer:
             report.promoted[SYMBOL] = version
             report.moves.append(move)
         return version_id
+
+
+def inputs_hash(closes: pd.Series, vintages: pd.DataFrame, lags: dict[str, int]) -> str:
+    """A content hash of everything a valuation fit reads: the LightGBM version's
+    ``window_hash`` (the same inputs again: the same version)."""
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(closes, index=True).to_numpy().tobytes())
+    digest.update(pd.util.hash_pandas_object(vintages, index=False).to_numpy().tobytes())
+    digest.update(json.dumps(lags, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
 
 
 def _float(value: Any) -> float | None:

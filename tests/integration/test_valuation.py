@@ -1,0 +1,300 @@
+"""The gold valuation model on the real servers: macro vintages inserted straight into
+``macro.observations`` (as the sink's macro loop writes them) and daily gold from the
+simulated source's ticks; a batch-loaded event of gold or of a feature series retrains it as
+a run; the LightGBM version is recorded with its grid search, importances and points, the
+``XAU-VAL`` pointer goes to the candidate that won the backtest; a revision retrains it; a
+fit that cannot be made is a failed run with its cause; ``GET /v1/valuation/gold`` answers
+the recorded numbers (404 before) and the page is served."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from metalcast_api import ApiSection, ApiSettings
+from metalcast_api.app import create_app
+from metalcast_core import (
+    BatchLoaded,
+    KafkaSettings,
+    PostgresSettings,
+    S3Settings,
+    create_pool,
+    make_s3_client,
+)
+from metalcast_models.valuation import FAMILY, SYMBOL
+from metalcast_models.valuation.data import fetch_vintages
+from metalcast_sink.writer import copy_ticks
+from metalcast_trainer.config import TrainerSection, TrainerSettings
+from metalcast_trainer.valuation import ValuationTrainer
+from tests.support import ServerThread, fetch, fetchval
+from tests.valuation_data import CLOSE_HOUR, LEVELS, SPECS, gold_closes, vintages
+
+pytestmark = pytest.mark.integration
+
+ORIGINS = 60
+SMALL = {
+    "x_size": 30,
+    "backtest_origins": ORIGINS,
+    "refit_every": 20,
+    "cv_folds": 3,
+    "min_train": 200,
+    "grid": {"num_leaves": [7, 15], "learning_rate": [0.1], "n_estimators": [40]},
+}
+
+
+async def _seed(pg: PostgresSettings) -> tuple[int, int]:
+    conn = await asyncpg.connect(pg.url)
+    try:
+        await conn.executemany(
+            """
+            INSERT INTO macro.series (series_id, title, units, frequency, publication_lag_days)
+            VALUES ($1, $2, $3, $4, $5)
+            """,
+            [
+                (
+                    s.series_id,
+                    s.title,
+                    "percent" if s.series_id in LEVELS else "index",
+                    s.frequency,
+                    s.lag_days,
+                )
+                for s in SPECS
+            ],
+        )
+        v = vintages()
+        fetched = datetime.now(UTC)
+        await conn.copy_records_to_table(
+            "observations",
+            schema_name="macro",
+            columns=["series_id", "date", "realtime_start", "realtime_end", "value", "fetched_at"],
+            records=[
+                (r.series_id, r.date, r.realtime_start, r.realtime_end, r.value, fetched)
+                for r in v.itertuples()
+            ],
+        )
+        closes = gold_closes()
+        ticks = [
+            (
+                "XAU",
+                "simulated",
+                "spot",
+                datetime.combine(d, datetime.min.time(), UTC) + timedelta(hours=CLOSE_HOUR),
+                round(float(c), 4),
+                "USD",
+                fetched,
+                None,
+            )
+            for d, c in closes.items()
+        ]
+        await copy_ticks(conn, ticks)
+        return len(v), len(closes)
+    finally:
+        await conn.close()
+
+
+def _settings(
+    pg: PostgresSettings, kafka: KafkaSettings, s3: S3Settings, work: Path, **valuation: Any
+) -> TrainerSettings:
+    section = TrainerSection.model_validate({"work_dir": work, "valuation": {**SMALL, **valuation}})
+    return TrainerSettings(postgres=pg, kafka=kafka, s3=s3, trainer=section)
+
+
+def _loaded(table: str, *symbols: str) -> BatchLoaded:
+    return BatchLoaded(
+        symbols=list(symbols),
+        first_hour=None,
+        last_hour=None,
+        rows_inserted=1,
+        ticks_received=1,
+        table=table,  # type: ignore[arg-type]
+    )
+
+
+async def test_valuation_retrains_on_loads_records_its_fit_and_answers_the_api(
+    pg_settings: PostgresSettings,
+    kafka_settings: KafkaSettings,
+    s3_settings: S3Settings,
+    tmp_path: Path,
+) -> None:
+    api_settings = ApiSettings(
+        environment="test",
+        postgres=pg_settings,
+        kafka=kafka_settings,
+        s3=s3_settings,
+        api=ApiSection(api_key=SecretStr("test-api-key-0123456789")),
+    )
+    server = ServerThread(create_app(api_settings))
+    await asyncio.to_thread(server.__enter__)
+    pool = await create_pool(pg_settings)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as api:
+            before = await api.get("/v1/valuation/gold")
+            assert before.status_code == 404
+            assert "no gold valuation model yet" in before.json()["detail"]
+
+            s3 = make_s3_client(s3_settings)
+            settings = _settings(pg_settings, kafka_settings, s3_settings, tmp_path)
+            valuation = ValuationTrainer(settings, pool, s3)
+            # No daily gold yet: no load retrains it (no run is recorded).
+            assert await valuation.wants([_loaded("prices.ticks", "XAU")]) is None
+
+            n_vintages, n_days = await _seed(pg_settings)
+            async with pool.acquire() as conn:
+                read = await fetch_vintages(conn, [s.series_id for s in SPECS])
+            assert len(read) == n_vintages  # the reader returns every vintage
+
+            assert await valuation.wants([_loaded("prices.ticks", "XAG")]) is None
+            assert await valuation.wants([_loaded("macro.observations", "NOTAFEATURE")]) is None
+            assert await valuation.wants([_loaded("prices.ticks", "XAU")]) == "XAU loaded"
+            why = await valuation.wants([_loaded("macro.observations", "VIXCLS", "NOPE")])
+            assert why == "macro series VIXCLS"
+
+            report = await valuation.run("batch-loaded")
+            assert report.status == "succeeded", report.error
+            run = await fetch(
+                pg_settings,
+                "SELECT status, family FROM ml.training_runs WHERE id = $1",
+                report.run_id,
+            )
+            assert (run[0]["status"], run[0]["family"]) == ("succeeded", FAMILY)
+            versions = await fetch(
+                pg_settings,
+                "SELECT id, version, family, candidate, hyperparameters FROM ml.model_versions "
+                "WHERE symbol = $1 ORDER BY version",
+                SYMBOL,
+            )
+            gbm = [v for v in versions if v["family"] == FAMILY]
+            assert len(gbm) == 1
+            fit = (
+                await fetch(
+                    pg_settings,
+                    "SELECT * FROM ml.valuation_fits WHERE model_version_id = $1",
+                    gbm[0]["id"],
+                )
+            )[0]
+            search = json.loads(fit["search"])
+            assert search["grid"] == SMALL["grid"]
+            assert len(search["results"]) == 2
+            assert search["best_params"] in [r["params"] for r in search["results"]]
+            assert json.loads(gbm[0]["hyperparameters"]) == search["best_params"]
+            importances = json.loads(fit["importances"])
+            assert sum(importances.values()) == pytest.approx(1.0)
+            counts = dict(
+                await fetch(
+                    pg_settings,
+                    "SELECT kind, count(*) FROM ml.valuation_points WHERE model_version_id = $1 "
+                    "GROUP BY kind",
+                    gbm[0]["id"],
+                )
+            )
+            assert counts["backtest"] == ORIGINS
+            assert counts["fitted"] == n_days - 1  # the first day has no previous close
+
+            # The pointer is on the candidate the backtest chose, LightGBM only if it won.
+            result = (
+                await fetch(
+                    pg_settings,
+                    "SELECT status, decision, model_version_id FROM ml.training_results "
+                    "WHERE run_id = $1 AND symbol = $2",
+                    report.run_id,
+                    SYMBOL,
+                )
+            )[0]
+            decision = json.loads(result["decision"])
+            assert set(decision["backtest"]) == {"naive", "arima", "lightgbm"}
+            serving = await fetchval(
+                pg_settings,
+                "SELECT v.candidate FROM ml.production_models AS p "
+                "JOIN ml.model_versions AS v ON v.id = p.model_version_id WHERE p.symbol = $1",
+                SYMBOL,
+            )
+            assert serving == decision["chosen"]
+            assert fit["promoted"] == (decision["chosen"] == "lightgbm")
+            assert result["status"] == "promoted"
+
+            body = (await api.get("/v1/valuation/gold", params={"days": 100})).json()
+            assert body["model"]["version"] == gbm[0]["version"]
+            assert body["model"]["in_production"] == fit["promoted"]
+            assert body["production"]["candidate"] == decision["chosen"]
+            assert len(body["fitted"]) == 100
+            assert len(body["backtest_points"]) == ORIGINS
+            last = await fetch(
+                pg_settings,
+                "SELECT date, actual, value FROM ml.valuation_points WHERE model_version_id = $1 "
+                "AND kind = 'fitted' ORDER BY date DESC LIMIT 1",
+                gbm[0]["id"],
+            )
+            assert body["latest"]["date"] == last[0]["date"].isoformat()
+            assert body["latest"]["fitted"] == last[0]["value"]
+            assert body["latest"]["residual"] == pytest.approx(last[0]["actual"] - last[0]["value"])
+            assert body["latest"]["valuation"] in {"over-valued", "under-valued", "fair"}
+            top = [f["name"] for f in body["top_features"]]
+            assert top == sorted(importances, key=lambda k: importances[k], reverse=True)[:10]
+            assert body["backtest"] == json.loads(fit["backtest"])
+            assert body["backtest"]["naive"]["mae_ratio"] == pytest.approx(1.0)
+            assert body["search"]["best_params"] == search["best_params"]
+            fallbacks = sum(p["fallback"] for p in body["backtest_points"])
+            assert body["backtest"]["lightgbm"]["fallbacks"] == fallbacks
+
+            # The same inputs again (a replayed load): recorded as unchanged, nothing refitted.
+            replay = await valuation.run("batch-loaded")
+            assert replay.status == "unchanged"
+            assert replay.unchanged == [SYMBOL]
+
+            page = await api.get("/valuation")
+            assert page.status_code == 200
+            assert "valuation.js" in page.text
+            assert (await api.get("/static/valuation.js")).status_code == 200
+
+            # A revision of a feature series retrains: a new LightGBM version; the winning
+            # baseline is reused when it already fits this window.
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    """
+                    INSERT INTO macro.observations
+                        (series_id, date, realtime_start, realtime_end, value, fetched_at)
+                    SELECT series_id, date, realtime_start + 1, '9999-12-31', value * 1.01, now()
+                    FROM macro.observations WHERE series_id = 'VIXCLS'
+                    ORDER BY date DESC, realtime_start DESC LIMIT 1
+                    """
+                )
+            again = await valuation.run("batch-loaded")
+            assert again.status == "succeeded", again.error
+            after = await fetch(
+                pg_settings,
+                "SELECT family, candidate FROM ml.model_versions WHERE symbol = $1",
+                SYMBOL,
+            )
+            assert sum(1 for v in after if v["family"] == FAMILY) == 2
+            if decision["chosen"] != "lightgbm":
+                baselines = [v for v in after if v["family"] != FAMILY]
+                assert len(baselines) == 1  # the same window: no second fit of it
+
+            # Too little data for the configuration: a failed run with its cause.
+            strict = ValuationTrainer(
+                _settings(pg_settings, kafka_settings, s3_settings, tmp_path, min_train=5000),
+                pool,
+                s3,
+            )
+            failed = await strict.run("manual")
+            assert failed.status == "failed"
+            row = await fetch(
+                pg_settings,
+                "SELECT r.status, r.error, t.reason FROM ml.training_runs AS r "
+                "JOIN ml.training_results AS t ON t.run_id = r.id WHERE r.id = $1",
+                failed.run_id,
+            )
+            assert row[0]["status"] == "failed"
+            assert "too few daily gold closes" in row[0]["error"]
+            assert row[0]["reason"] == row[0]["error"]
+    finally:
+        await pool.close()
+        await asyncio.to_thread(server.__exit__, None, None, None)
