@@ -12,7 +12,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import httpx
@@ -92,7 +92,7 @@ async def _seed(pg: PostgresSettings) -> tuple[int, int]:
                 fetched,
                 None,
             )
-            for d, c in closes.items()
+            for d, c in zip(closes.index, closes.to_numpy(dtype=float), strict=True)
         ]
         await copy_ticks(conn, ticks)
         return len(v), len(closes)
@@ -107,14 +107,14 @@ def _settings(
     return TrainerSettings(postgres=pg, kafka=kafka, s3=s3, trainer=section)
 
 
-def _loaded(table: str, *symbols: str) -> BatchLoaded:
+def _loaded(table: Literal["prices.ticks", "macro.observations"], *symbols: str) -> BatchLoaded:
     return BatchLoaded(
         symbols=list(symbols),
         first_hour=None,
         last_hour=None,
         rows_inserted=1,
         ticks_received=1,
-        table=table,  # type: ignore[arg-type]
+        table=table,
     )
 
 
