@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from metalcast_core import PostgresSettings
 
 START = date(2014, 1, 2)
 END = date(2018, 12, 31)
@@ -116,3 +119,60 @@ def gold_closes(start: date = START, end: date = END, seed: int = 42) -> pd.Seri
     prices = path.prices(first, stop)
     values = [prices[(d - days[0]).days * 24 + CLOSE_HOUR] for d in days]
     return pd.Series(values, index=days, dtype=float, name="XAU")
+
+
+async def seed_database(pg: PostgresSettings) -> tuple[int, int]:
+    """Insert the series into ``macro.series``, their vintages into ``macro.observations``
+    (as the sink's macro loop writes them) and gold's closes as XAU ticks; returns the
+    number of vintages and of days."""
+    import asyncpg
+
+    from metalcast_sink.writer import copy_ticks
+
+    conn = await asyncpg.connect(pg.url)
+    try:
+        await conn.executemany(
+            """
+            INSERT INTO macro.series (series_id, title, units, frequency, publication_lag_days)
+            VALUES ($1, $2, $3, $4, $5)
+            """,
+            [
+                (
+                    s.series_id,
+                    s.title,
+                    "percent" if s.series_id in LEVELS else "index",
+                    s.frequency,
+                    s.lag_days,
+                )
+                for s in SPECS
+            ],
+        )
+        v = vintages()
+        fetched = datetime.now(UTC)
+        await conn.copy_records_to_table(
+            "observations",
+            schema_name="macro",
+            columns=["series_id", "date", "realtime_start", "realtime_end", "value", "fetched_at"],
+            records=[
+                (r.series_id, r.date, r.realtime_start, r.realtime_end, r.value, fetched)
+                for r in v.itertuples()
+            ],
+        )
+        closes = gold_closes()
+        ticks = [
+            (
+                "XAU",
+                "simulated",
+                "spot",
+                datetime.combine(d, datetime.min.time(), UTC) + timedelta(hours=CLOSE_HOUR),
+                round(float(c), 4),
+                "USD",
+                fetched,
+                None,
+            )
+            for d, c in zip(closes.index, closes.to_numpy(dtype=float), strict=True)
+        ]
+        await copy_ticks(conn, ticks)
+        return len(v), len(closes)
+    finally:
+        await conn.close()

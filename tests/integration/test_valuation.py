@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -31,11 +29,10 @@ from metalcast_core import (
 )
 from metalcast_models.valuation import FAMILY, SYMBOL
 from metalcast_models.valuation.data import fetch_vintages
-from metalcast_sink.writer import copy_ticks
 from metalcast_trainer.config import TrainerSection, TrainerSettings
 from metalcast_trainer.valuation import ValuationTrainer
 from tests.support import ServerThread, fetch, fetchval
-from tests.valuation_data import CLOSE_HOUR, LEVELS, SPECS, gold_closes, vintages
+from tests.valuation_data import SPECS, seed_database
 
 pytestmark = pytest.mark.integration
 
@@ -48,56 +45,6 @@ SMALL = {
     "min_train": 200,
     "grid": {"num_leaves": [7, 15], "learning_rate": [0.1], "n_estimators": [40]},
 }
-
-
-async def _seed(pg: PostgresSettings) -> tuple[int, int]:
-    conn = await asyncpg.connect(pg.url)
-    try:
-        await conn.executemany(
-            """
-            INSERT INTO macro.series (series_id, title, units, frequency, publication_lag_days)
-            VALUES ($1, $2, $3, $4, $5)
-            """,
-            [
-                (
-                    s.series_id,
-                    s.title,
-                    "percent" if s.series_id in LEVELS else "index",
-                    s.frequency,
-                    s.lag_days,
-                )
-                for s in SPECS
-            ],
-        )
-        v = vintages()
-        fetched = datetime.now(UTC)
-        await conn.copy_records_to_table(
-            "observations",
-            schema_name="macro",
-            columns=["series_id", "date", "realtime_start", "realtime_end", "value", "fetched_at"],
-            records=[
-                (r.series_id, r.date, r.realtime_start, r.realtime_end, r.value, fetched)
-                for r in v.itertuples()
-            ],
-        )
-        closes = gold_closes()
-        ticks = [
-            (
-                "XAU",
-                "simulated",
-                "spot",
-                datetime.combine(d, datetime.min.time(), UTC) + timedelta(hours=CLOSE_HOUR),
-                round(float(c), 4),
-                "USD",
-                fetched,
-                None,
-            )
-            for d, c in zip(closes.index, closes.to_numpy(dtype=float), strict=True)
-        ]
-        await copy_ticks(conn, ticks)
-        return len(v), len(closes)
-    finally:
-        await conn.close()
 
 
 def _settings(
@@ -146,7 +93,7 @@ async def test_valuation_retrains_on_loads_records_its_fit_and_answers_the_api(
             # No daily gold yet: no load retrains it (no run is recorded).
             assert await valuation.wants([_loaded("prices.ticks", "XAU")]) is None
 
-            n_vintages, n_days = await _seed(pg_settings)
+            n_vintages, n_days = await seed_database(pg_settings)
             async with pool.acquire() as conn:
                 read = await fetch_vintages(conn, [s.series_id for s in SPECS])
             assert len(read) == n_vintages  # the reader returns every vintage
