@@ -72,7 +72,8 @@ async def test_the_valuation_page_renders_the_apis_numbers_in_chromium(
     server = ServerThread(app)
     await asyncio.to_thread(server.__enter__)
     try:
-        body = httpx.get(f"{server.url}/v1/valuation/gold", timeout=30).json()
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as api:
+            body = (await api.get("/v1/valuation/gold")).json()
         dom = await asyncio.to_thread(_run, ["--dump-dom", f"{server.url}/valuation"])
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         SCREENSHOT.unlink(missing_ok=True)
