@@ -31,7 +31,7 @@ from metalcast_models.valuation import FAMILY, SYMBOL
 from metalcast_models.valuation.data import fetch_vintages
 from metalcast_trainer.config import TrainerSection, TrainerSettings
 from metalcast_trainer.valuation import ValuationTrainer
-from tests.support import ServerThread, fetch, fetchval
+from tests.support import ServerThread, as_role, fetch, fetchval
 from tests.valuation_data import SPECS, seed_database
 
 pytestmark = pytest.mark.integration
@@ -73,14 +73,14 @@ async def test_valuation_retrains_on_loads_records_its_fit_and_answers_the_api(
 ) -> None:
     api_settings = ApiSettings(
         environment="test",
-        postgres=pg_settings,
+        postgres=as_role(pg_settings, "metalcast_api"),  # each service under its own role
         kafka=kafka_settings,
         s3=s3_settings,
         api=ApiSection(api_key=SecretStr("test-api-key-0123456789")),
     )
     server = ServerThread(create_app(api_settings))
     await asyncio.to_thread(server.__enter__)
-    pool = await create_pool(pg_settings)
+    pool = await create_pool(as_role(pg_settings, "metalcast_trainer"))
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as api:
             before = await api.get("/v1/valuation/gold")
@@ -88,7 +88,9 @@ async def test_valuation_retrains_on_loads_records_its_fit_and_answers_the_api(
             assert "no gold valuation model yet" in before.json()["detail"]
 
             s3 = make_s3_client(s3_settings)
-            settings = _settings(pg_settings, kafka_settings, s3_settings, tmp_path)
+            settings = _settings(
+                as_role(pg_settings, "metalcast_trainer"), kafka_settings, s3_settings, tmp_path
+            )
             valuation = ValuationTrainer(settings, pool, s3)
             # No daily gold yet: no load retrains it (no run is recorded).
             assert await valuation.wants([_loaded("prices.ticks", "XAU")]) is None
@@ -203,16 +205,17 @@ async def test_valuation_retrains_on_loads_records_its_fit_and_answers_the_api(
 
             # A revision of a feature series retrains: a new LightGBM version; the winning
             # baseline is reused when it already fits this window.
-            async with pool.acquire() as conn:
-                await conn.execute(
-                    """
-                    INSERT INTO macro.observations
-                        (series_id, date, realtime_start, realtime_end, value, fetched_at)
-                    SELECT series_id, date, realtime_start + 1, '9999-12-31', value * 1.01, now()
-                    FROM macro.observations WHERE series_id = 'VIXCLS'
-                    ORDER BY date DESC, realtime_start DESC LIMIT 1
-                    """
-                )
+            # (written as the sink's macro loop would: the trainer's role may only read it)
+            await fetch(
+                pg_settings,
+                """
+                INSERT INTO macro.observations
+                    (series_id, date, realtime_start, realtime_end, value, fetched_at)
+                SELECT series_id, date, realtime_start + 1, '9999-12-31', value * 1.01, now()
+                FROM macro.observations WHERE series_id = 'VIXCLS'
+                ORDER BY date DESC, realtime_start DESC LIMIT 1
+                """,
+            )
             again = await valuation.run("batch-loaded")
             assert again.status == "succeeded", again.error
             after = await fetch(
