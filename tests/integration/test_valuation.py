@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,11 +55,15 @@ def _settings(
     return TrainerSettings(postgres=pg, kafka=kafka, s3=s3, trainer=section)
 
 
-def _loaded(table: Literal["prices.ticks", "macro.observations"], *symbols: str) -> BatchLoaded:
+def _loaded(
+    table: Literal["prices.ticks", "macro.observations"],
+    *symbols: str,
+    last: datetime | None = None,
+) -> BatchLoaded:
     return BatchLoaded(
         symbols=list(symbols),
-        first_hour=None,
-        last_hour=None,
+        first_hour=last,
+        last_hour=last,
         rows_inserted=1,
         ticks_received=1,
         table=table,
@@ -192,6 +197,16 @@ async def test_valuation_retrains_on_loads_records_its_fit_and_answers_the_api(
             assert body["search"]["best_params"] == search["best_params"]
             fallbacks = sum(p["fallback"] for p in body["backtest_points"])
             assert body["backtest"]["lightgbm"]["fallbacks"] == fallbacks
+
+            # Gold loads retrain it once a day has completed after the newest fit's last day.
+            fitted_to = datetime(2018, 12, 31, 20, tzinfo=UTC)
+            same_day = _loaded("prices.ticks", "XAU", last=fitted_to)
+            assert await valuation.wants([same_day]) is None
+            next_day = _loaded("prices.ticks", "XAU", last=fitted_to + timedelta(days=1))
+            assert await valuation.wants([next_day]) == "XAU loaded"
+            live = ValuationTrainer(settings, pool, s3, today=lambda: date(2019, 1, 1))
+            assert await live.wants([next_day]) is None  # 2019-01-01's close is not final yet
+            assert await live.wants([_loaded("macro.observations", "AAA")]) == "macro series AAA"
 
             # The same inputs again (a replayed load): recorded as unchanged, nothing refitted.
             replay = await valuation.run("batch-loaded")

@@ -1,6 +1,6 @@
 """The trainer's loop and the valuation retrain, with fakes: a macro load of a feature series
-retrains the valuation model (recorded and published before the offsets move) although no
-metal was touched; a gold load retrains it and the metals; other loads leave it alone."""
+retrains the valuation model (recorded before the offsets move, announced after) although no
+metal was touched; a gold load retrains the metals, then it; other loads leave it alone."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ async def test_a_macro_load_of_a_feature_series_retrains_the_valuation_model() -
 
     assert [c[0] for c in valuation.calls] == ["batch-loaded"]
     assert runner.calls == []  # no metal in a macro load
-    assert journal == ["valuation", "send models.trained.v1", "commit"]
+    assert journal == ["valuation", "commit", "send models.trained.v1"]
     event = MODELS_TRAINED.decode(producer.sent[0][1])
     assert (event.run_id, event.versions) == (101, {"XAU-VAL": 1})
 
@@ -101,12 +101,13 @@ async def test_a_gold_load_retrains_both_and_other_loads_neither() -> None:
 
     assert len(valuation.calls) == 1  # the gold load; CPIAUCSL is not a feature series
     assert len(runner.calls) == 1
-    # the valuation run is recorded and announced first, then the metals' run as before
+    # the metals first (their latency is untouched), then the valuation run, both recorded
+    # before the offsets move; then both are announced
     assert journal == [
-        "valuation",
-        "send models.trained.v1",
         "run",
+        "valuation",
         "commit",
+        "send models.trained.v1",
         "send models.production.v1",
         "send models.trained.v1",
     ]

@@ -107,6 +107,7 @@ class Trainer:
         self._observer = observer
         self._dispatcher = dispatcher
         self._valuation = valuation
+        self._valuing: tuple[BatchLoaded, int] | None = None  # (newest event, events)
         self.runs: list[RunReport] = []
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -135,16 +136,14 @@ class Trainer:
             return None
         newest = max(events, key=lambda e: e.loaded_at)
         if self._valuation is not None and (why := await self._valuation.wants(events)):
-            log.info("retraining the valuation model: %s", why)
-            await self.publish(
-                await self._valuation.run("batch-loaded", newest.batch_id, len(events)), newest
-            )
+            log.info("the valuation model retrains after this batch: %s", why)
+            self._valuing = (newest, len(events))
         skip = await self._runner.wants(events)
         if skip is not None:
             log.info("%d batch-loaded event(s) need no training: %s", len(events), skip)
             if obs is not None:
                 obs.received(len(records), {**undecodable, "no_new_window": len(events)})
-            await self._consumer.commit()
+            await self._commit()
             return None
         if obs is not None:
             obs.received(len(records), undecodable)
@@ -152,7 +151,7 @@ class Trainer:
             instruments, metals_left = self._dispatcher.take_instruments()
             await request_training(self._producer, self._settings.kafka, instruments, newest)
             if not metals_left:
-                await self._consumer.commit()
+                await self._commit()
                 return None
         if obs is not None:
             obs.run_started()
@@ -163,9 +162,21 @@ class Trainer:
             if obs is not None:
                 obs.run_finished(report)  # None: the run itself raised (it was not recorded)
         # Offsets move after the run is recorded: a crash mid-run trains again on restart.
-        await self._consumer.commit()
+        await self._commit()
         await self.publish(report, newest)
         return report
+
+    async def _commit(self) -> None:
+        """Commit the offsets; first, when the batch asked for it, retrain the valuation model
+        (after the metals: their latency is untouched), and announce its run after."""
+        valuing, self._valuing = self._valuing, None
+        valued = None
+        if valuing is not None and self._valuation is not None:
+            batch, count = valuing
+            valued = await self._valuation.run("batch-loaded", batch.batch_id, count)
+        await self._consumer.commit()
+        if valued is not None and valuing is not None:
+            await self.publish(valued, valuing[0])
 
     async def publish(self, report: RunReport, batch: BatchLoaded | None = None) -> None:
         await publish_report(self._producer, self._settings.kafka, report, batch)

@@ -22,8 +22,8 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ import pandas as pd
 
 from metalcast_core import BatchLoaded
 from metalcast_models import registry, sha256_of
-from metalcast_models.backtest import Candidate, Rules, make_candidate, window_hash
+from metalcast_models.backtest import Candidate, make_candidate, window_hash
 from metalcast_models.fitting import jsonable
 from metalcast_models.valuation import (
     ARTIFACT_NAME,
@@ -66,18 +66,27 @@ def _midnight(day: Any) -> datetime:
 
 
 class ValuationTrainer:
-    def __init__(self, settings: TrainerSettings, pool: asyncpg.Pool, s3: S3Client) -> None:
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        pool: asyncpg.Pool,
+        s3: S3Client,
+        today: Callable[[], date] = lambda: datetime.now(UTC).date(),
+    ) -> None:
+        """``today``: the current UTC day, whose close is not final yet (never trained on)."""
         self._settings = settings
         self._section = settings.trainer.valuation
         self._pool = pool
         self._s3 = s3
+        self._today = today
 
     @property
     def config(self) -> ValuationConfig:
         return self._section.config()
 
     async def wants(self, events: Sequence[BatchLoaded]) -> str | None:
-        """Why these events retrain the valuation model (``None``: they do not)."""
+        """Why these events retrain the valuation model (``None``: they do not): a load of a
+        feature series, or a gold load that completes a day after the newest fit's last."""
         if not self._section.enabled:
             return None
         gold = self._section.gold_symbol
@@ -85,6 +94,20 @@ class ValuationTrainer:
             touched = [e for e in events if e.table != "macro.observations" and gold in e.symbols]
             macro = {s for e in events if e.table == "macro.observations" for s in e.symbols}
             features = {s.series_id for s in await fetch_series(conn)} & macro if macro else set()
+            if touched and not features:
+                fitted_to = await conn.fetchval(
+                    """
+                    SELECT max(window_end) FROM ml.model_versions
+                    WHERE symbol = $1 AND family = $2 AND deleted_at IS NULL
+                    """,
+                    SYMBOL,
+                    FAMILY,
+                )
+                loaded = [e.last_hour.date() for e in touched if e.last_hour is not None]
+                complete = self._today() - timedelta(days=1)  # the newest final close
+                newest = min(max(loaded), complete) if loaded else complete
+                if fitted_to is not None and newest <= fitted_to.date():
+                    touched = []  # no day completed since the newest fit
             if not touched and not features:
                 return None
             days = int(
@@ -122,7 +145,10 @@ class ValuationTrainer:
                 [c.describe() for c in cfg.candidates()],
             )
         report = RunReport(run_id=run_id, status="running")
-        work = Path(tempfile.mkdtemp(prefix=f"valuation{run_id}-"))
+        self._settings.trainer.work_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(
+            tempfile.mkdtemp(prefix=f"valuation{run_id}-", dir=self._settings.trainer.work_dir)
+        )
         try:
             await self._train(report, cfg, work)
         except Exception as exc:  # recorded with its cause, never raised out of the loop
@@ -154,6 +180,7 @@ class ValuationTrainer:
             series = await fetch_series(conn)
             vintages = await fetch_vintages(conn, [s.series_id for s in series])
             closes = await fetch_daily_closes(conn, self._section.gold_symbol)
+            closes = closes[[d < self._today() for d in closes.index]]  # today's is not final
             current = {v.symbol: v for v in await registry.production(conn)}.get(SYMBOL)
             pin = await registry.pin(conn, SYMBOL)
             champion = self._champion(cfg, current)
@@ -190,7 +217,7 @@ class ValuationTrainer:
             cfg,
             champion=champion,
             pinned=None if pin is None else f"{pin.pinned_by} at v{pin.version}",
-            rules=Rules(),
+            rules=self._settings.trainer.rules(),
             cache=cache,
             levels=levels,
         )
@@ -212,7 +239,7 @@ class ValuationTrainer:
             "backtest": result.summary(),
         }
         t = time.perf_counter()
-        gbm_version, gbm_id = await self._record_gbm(report, result, gbm, digest, promote_gbm)
+        gbm_version, gbm_id = await self._record_gbm(report, result, gbm, digest, promote_gbm, work)
         detail["lightgbm_version"] = gbm_version
         served_id = gbm_id if promote_gbm else None
         if decision.move_pointer and not promote_gbm:
@@ -266,66 +293,63 @@ class ValuationTrainer:
         gbm: Candidate,
         digest: str,
         promote: bool,
+        work: Path,
     ) -> tuple[int, int]:
         """The LightGBM version, always; the pointer moves to it only if it won."""
         fit = result.fit
-        work = Path(tempfile.mkdtemp(prefix="valuation-gbm-"))
-        try:
-            path = work / ARTIFACT_NAME
-            fit.save(path)
-            rows = result.table.frame.loc[result.fitted.index[-5:], list(fit.features)]
-            again = load_booster(path).predict(rows.to_numpy(dtype=float), num_threads=1)
-            if not np.allclose(again, fit.booster.predict(rows.to_numpy(dtype=float))):
-                raise RuntimeError("the saved booster does not predict as the fitted one")
-            size = path.stat().st_size
-            sha = sha256_of(path)
-            days = result.fitted.index
-            chosen = result.scores.get(gbm.key)
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('model:' || $1))", SYMBOL)
-                version = await registry.next_version(conn, SYMBOL)
-                uri = await self._upload(path, SYMBOL, version, report.run_id)
-                search = fit.search.as_json() if fit.search else {}
-                version_id = await registry.record_version(
+        path = work / ARTIFACT_NAME
+        fit.save(path)
+        rows = result.table.frame.loc[result.fitted.index[-5:], list(fit.features)]
+        again = load_booster(path).predict(rows.to_numpy(dtype=float), num_threads=1)
+        if not np.allclose(again, fit.booster.predict(rows.to_numpy(dtype=float))):
+            raise RuntimeError("the saved booster does not predict as the fitted one")
+        size = path.stat().st_size
+        sha = sha256_of(path)
+        days = result.fitted.index
+        chosen = result.scores.get(gbm.key)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('model:' || $1))", SYMBOL)
+            version = await registry.next_version(conn, SYMBOL)
+            uri = await self._upload(path, SYMBOL, version, report.run_id)
+            search = fit.search.as_json() if fit.search else {}
+            version_id = await registry.record_version(
+                conn,
+                symbol=SYMBOL,
+                version=version,
+                run_id=report.run_id,
+                family=FAMILY,
+                model_class="lightgbm.Booster",
+                hyperparameters=jsonable(fit.params),
+                fitted_params=jsonable(fit.importances),
+                metrics=jsonable({"cv_mae": search.get("best_mae"), "n_train": fit.n_train}),
+                window_start=_midnight(days[0]),
+                window_end=_midnight(days[-1]),
+                n_observations=fit.n_train,
+                artifact_uri=uri,
+                sha256=sha,
+                size_bytes=size,
+                candidate=gbm.name,
+                candidate_key=gbm.key,
+                window_hash=digest,
+                backtest=jsonable(chosen.as_json()) if chosen else {},
+                decision=result.decision.reason,
+            )
+            await self._record_fit(conn, version_id, report.run_id, result, promote)
+            if promote:
+                move = await registry.move_pointer(
                     conn,
-                    symbol=SYMBOL,
-                    version=version,
-                    run_id=report.run_id,
-                    family=FAMILY,
-                    model_class="lightgbm.Booster",
-                    hyperparameters=jsonable(fit.params),
-                    fitted_params=jsonable(fit.importances),
-                    metrics=jsonable({"cv_mae": search.get("best_mae"), "n_train": fit.n_train}),
-                    window_start=_midnight(days[0]),
-                    window_end=_midnight(days[-1]),
-                    n_observations=fit.n_train,
-                    artifact_uri=uri,
-                    sha256=sha,
-                    size_bytes=size,
-                    candidate=gbm.name,
-                    candidate_key=gbm.key,
-                    window_hash=digest,
-                    backtest=jsonable(chosen.as_json()) if chosen else {},
-                    decision=result.decision.reason,
+                    SYMBOL,
+                    version_id,
+                    action="promote",
+                    by="trainer",
+                    note=f"run {report.run_id}: {result.decision.reason}",
+                    respect_pin=True,
                 )
-                await self._record_fit(conn, version_id, report.run_id, result, promote)
-                if promote:
-                    move = await registry.move_pointer(
-                        conn,
-                        SYMBOL,
-                        version_id,
-                        action="promote",
-                        by="trainer",
-                        note=f"run {report.run_id}: {result.decision.reason}",
-                        respect_pin=True,
-                    )
-                    if move is not None:
-                        report.promoted[SYMBOL] = version
-                        report.moves.append(move)
-            report.versions[SYMBOL] = version
-            return version, version_id
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+                if move is not None:
+                    report.promoted[SYMBOL] = version
+                    report.moves.append(move)
+        report.versions[SYMBOL] = version
+        return version, version_id
 
     @staticmethod
     async def _record_fit(

@@ -22,20 +22,20 @@ class ValuationModelRead(BaseModel):
     window_end: datetime
 
 
-class ProductionRead(BaseModel):
+class ValuationProductionRead(BaseModel):
     version: int
     candidate: str | None
     family: str
 
 
-class PointRead(BaseModel):
+class ValuationPointRead(BaseModel):
     date: date
     actual: float | None
     fitted: float
     residual: float | None  # actual - fitted: > 0 over-valued against the model
 
 
-class BacktestPointRead(BaseModel):
+class ValuationBacktestPointRead(BaseModel):
     date: date
     actual: float | None
     predicted: float  # what was served: the model's, or the EMA-30 where it fell back
@@ -45,12 +45,12 @@ class BacktestPointRead(BaseModel):
     fallback_reason: str | None
 
 
-class FeatureRead(BaseModel):
+class ValuationFeatureRead(BaseModel):
     name: str
     importance: float  # share of the total gain
 
 
-class LatestRead(BaseModel):
+class ValuationLatestRead(BaseModel):
     date: date
     actual: float | None
     fitted: float
@@ -59,7 +59,7 @@ class LatestRead(BaseModel):
     valuation: Literal["over-valued", "under-valued", "fair"] | None
 
 
-class ForecastRead(BaseModel):
+class ValuationForecastRead(BaseModel):
     date: date
     price: float
     model_price: float
@@ -71,11 +71,11 @@ class ForecastRead(BaseModel):
 class ValuationRead(BaseModel):
     gold_symbol: str
     model: ValuationModelRead
-    production: ProductionRead | None
-    latest: LatestRead
-    forecast: ForecastRead
-    top_features: list[FeatureRead]
+    production: ValuationProductionRead | None
+    latest: ValuationLatestRead
+    forecast: ValuationForecastRead
+    top_features: list[ValuationFeatureRead]
     backtest: dict[str, dict[str, Any]]  # per candidate: mase, mae_ratio (vs naive), mae, ...
     search: dict[str, Any]  # grid, folds, best_params, best_mae, results
-    fitted: list[PointRead]
-    backtest_points: list[BacktestPointRead]
+    fitted: list[ValuationPointRead]
+    backtest_points: list[ValuationBacktestPointRead]

@@ -12,13 +12,13 @@ from metalcast_api.deps import ConnDep
 from metalcast_api.errors import not_found, responses, unavailable
 from metalcast_api.valuation import service
 from metalcast_api.valuation.schemas import (
-    BacktestPointRead,
-    FeatureRead,
-    ForecastRead,
-    LatestRead,
-    PointRead,
-    ProductionRead,
+    ValuationBacktestPointRead,
+    ValuationFeatureRead,
+    ValuationForecastRead,
+    ValuationLatestRead,
     ValuationModelRead,
+    ValuationPointRead,
+    ValuationProductionRead,
     ValuationRead,
 )
 
@@ -53,7 +53,7 @@ async def gold(
         unavailable(f"valuation model v{fit['version']} has no fitted values recorded")
     prod = await service.production(conn)
     fitted = [
-        PointRead(
+        ValuationPointRead(
             date=r["date"],
             actual=r["actual"],
             fitted=r["value"],
@@ -83,8 +83,8 @@ async def gold(
             window_start=fit["window_start"],
             window_end=fit["window_end"],
         ),
-        production=None if prod is None else ProductionRead(**prod),
-        latest=LatestRead(
+        production=None if prod is None else ValuationProductionRead(**prod),
+        latest=ValuationLatestRead(
             date=last.date,
             actual=last.actual,
             fitted=last.fitted,
@@ -92,13 +92,13 @@ async def gold(
             residual_pct=pct,
             valuation=verdict,
         ),
-        forecast=ForecastRead(**fit["forecast"]),
-        top_features=[FeatureRead(name=k, importance=v) for k, v in importances[:top]],
+        forecast=ValuationForecastRead(**fit["forecast"]),
+        top_features=[ValuationFeatureRead(name=k, importance=v) for k, v in importances[:top]],
         backtest=fit["backtest"],
         search=search,
         fitted=fitted,
         backtest_points=[
-            BacktestPointRead(
+            ValuationBacktestPointRead(
                 date=r["date"],
                 actual=r["actual"],
                 predicted=r["value"],
