@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -21,18 +22,23 @@ from pydantic import SecretStr
 from metalcast_api import ApiSection, ApiSettings
 from metalcast_api.app import create_app
 from metalcast_core import (
+    BATCH_LOADED,
+    MODELS_TRAINED,
     BatchLoaded,
     KafkaSettings,
     PostgresSettings,
     S3Settings,
     create_pool,
+    make_consumer,
     make_s3_client,
+    publish_once,
 )
 from metalcast_models.valuation import FAMILY, SYMBOL
 from metalcast_models.valuation.data import fetch_vintages
+from metalcast_trainer.bootstrap import run_trainer
 from metalcast_trainer.config import TrainerSection, TrainerSettings
 from metalcast_trainer.valuation import ValuationTrainer
-from tests.support import ServerThread, as_role, fetch, fetchval
+from tests.support import FAST_GROUP, ServerThread, as_role, fetch, fetchval
 from tests.valuation_data import SPECS, seed_database
 
 pytestmark = pytest.mark.integration
@@ -263,3 +269,60 @@ async def test_valuation_retrains_on_loads_records_its_fit_and_answers_the_api(
     finally:
         await pool.close()
         await asyncio.to_thread(server.__exit__, None, None, None)
+
+
+async def test_a_macro_load_event_on_kafka_retrains_the_running_trainer(
+    pg_settings: PostgresSettings,
+    kafka_settings: KafkaSettings,
+    s3_settings: S3Settings,
+    tmp_path: Path,
+) -> None:
+    """The trainer service as it runs: a ``BatchLoaded`` of ``macro.observations`` on
+    ``pipeline.batch-loaded.v1`` (as the sink's macro loop publishes it) retrains the
+    valuation model; the run is recorded and announced on ``models.trained.v1``."""
+    await seed_database(pg_settings)
+    section = TrainerSection.model_validate(
+        {"work_dir": tmp_path, "metrics_port": 0, "valuation": SMALL}
+    )
+    settings = TrainerSettings(
+        postgres=pg_settings, kafka=kafka_settings, s3=s3_settings, trainer=section
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_trainer(settings, stop, consumer_options=FAST_GROUP))
+    trained = make_consumer(
+        kafka_settings,
+        [kafka_settings.topic_name(MODELS_TRAINED)],
+        group_id=f"test-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+    )
+    await trained.start()
+    try:
+        event = _loaded("macro.observations", "VIXCLS", "DGS10")
+        await publish_once(kafka_settings, BATCH_LOADED, [("VIXCLS", event)])
+        deadline = asyncio.get_running_loop().time() + 120
+        announced = None
+        while announced is None:
+            assert asyncio.get_running_loop().time() < deadline, "no valuation run announced"
+            batches = await trained.getmany(timeout_ms=1000)
+            for record in (r for rs in batches.values() for r in rs):
+                decoded = MODELS_TRAINED.decode(record.value)
+                if SYMBOL in decoded.versions:
+                    announced = decoded
+    finally:
+        await trained.stop()
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    assert announced.trigger_batch_id == event.batch_id
+    assert announced.status == "succeeded"
+    run = await fetch(
+        pg_settings,
+        "SELECT status, trigger, family FROM ml.training_runs WHERE id = $1",
+        announced.run_id,
+    )
+    assert (run[0]["status"], run[0]["trigger"], run[0]["family"]) == (
+        "succeeded",
+        "batch-loaded",
+        FAMILY,
+    )
+    # no metal was in the load: the valuation run is the only one
+    assert await fetchval(pg_settings, "SELECT count(*) FROM ml.training_runs") == 1
