@@ -160,3 +160,22 @@ def test_lightgbm_competes_with_naive_and_arima_under_the_same_rules(
     summary = result.summary()
     assert summary["lightgbm"]["fallbacks"] == int(bt["fallback"].sum())
     assert summary["naive"]["mae_ratio"] == pytest.approx(1.0)
+
+
+def test_backtest_rows_store_a_missing_fallback_reason_as_null(
+    data: tuple[pd.Series, pd.DataFrame],
+) -> None:
+    from metalcast_trainer.valuation import backtest_rows
+
+    closes, v = data
+    cfg = dataclasses.replace(SMALL, origins=250)
+    result = evaluate(closes, v, LAGS, cfg, levels=LEVELS)
+    bt = result.backtest
+    assert bt["fallback"].any()
+    assert not bt["fallback"].all()  # mixed: pandas turns the missing reasons into NaN
+    rows = backtest_rows(bt)
+    assert len(rows) == 250
+    for (*_, fallback, reason), (_, record) in zip(rows, bt.iterrows(), strict=True):
+        assert fallback == record["fallback"]
+        assert (reason is None) == (not fallback)
+        assert reason is None or isinstance(reason, str)

@@ -386,19 +386,7 @@ class ValuationTrainer:
             ("fitted", day, _float(r.actual), float(r.fitted), float(r.fitted), None, False, None)
             for day, r in result.fitted.iterrows()
         ]
-        bt = [
-            (
-                "backtest",
-                r["date"],
-                float(r["actual"]),
-                float(r["price"]),
-                float(r["model_price"]),
-                float(r["naive"]),
-                bool(r["fallback"]),
-                r["fallback_reason"],
-            )
-            for r in result.backtest.to_dict("records")
-        ]
+        bt = backtest_rows(result.backtest)
         await conn.copy_records_to_table(
             "valuation_points",
             schema_name="ml",
@@ -487,6 +475,24 @@ class ValuationTrainer:
             report.promoted[SYMBOL] = version
             report.moves.append(move)
         return version_id
+
+
+def backtest_rows(backtest: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """The walk-forward forecasts as ``ml.valuation_points`` rows (kind ``backtest``); a
+    missing reason (``None`` or pandas' ``NaN``) is NULL."""
+    return [
+        (
+            "backtest",
+            r["date"],
+            float(r["actual"]),
+            float(r["price"]),
+            float(r["model_price"]),
+            float(r["naive"]),
+            bool(r["fallback"]),
+            r["fallback_reason"] if isinstance(r["fallback_reason"], str) else None,
+        )
+        for r in backtest.to_dict("records")
+    ]
 
 
 def inputs_hash(closes: pd.Series, vintages: pd.DataFrame, lags: dict[str, int]) -> str:
