@@ -424,6 +424,7 @@ def valuation_report() -> None:
     from tests.valuation_data import END, LAGS, LEVELS, START, gold_closes, vintages
 
     cfg = TrainerSection().valuation.config()
+    load = os.getloadavg()[0]
     began = time.perf_counter()
     closes, v = gold_closes(), vintages()
     result = evaluate_valuation(closes, v, LAGS, cfg, levels=LEVELS)
@@ -436,7 +437,9 @@ def valuation_report() -> None:
         f"backtest: the last {cfg.origins} origins, one step (the next close); LightGBM "
         f"refitted every {cfg.refit_every} origins on rows known at the origin, its grid "
         f"searched once on the rows before the first origin ({cfg.folds} expanding folds); "
-        f"naive and ARIMA refitted at every origin on {cfg.x_size} closes; {seconds:.1f} s"
+        f"naive and ARIMA refitted at every origin on {cfg.x_size} closes; {seconds:.1f} s "
+        f"(load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
+        f"{os.cpu_count()} cores)"
     )
     summary = result.summary()
     print(f"  {'candidate':<10} {'MASE':>8} {'MAE':>9} {'MAE/naive':>10} {'fallbacks':>10}")
