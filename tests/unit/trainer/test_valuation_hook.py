@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 
 from metalcast_core import BATCH_LOADED, MODELS_TRAINED, BatchLoaded
+from metalcast_trainer.observe import TrainerObserver
 from metalcast_trainer.runner import RunReport
 from metalcast_trainer.service import Trainer
 from tests.unit.trainer.test_trainer_loop import (
@@ -76,11 +77,13 @@ async def test_a_macro_load_of_a_feature_series_retrains_the_valuation_model() -
     producer = FakeProducer(journal)
     runner = FakeRunner(journal)
     valuation = FakeValuation(journal, {"DGS10", "DFF"})
-    trainer = Trainer(settings(), consumer, producer, runner, valuation=valuation)
+    seen = TrainerObserver()
+    trainer = Trainer(settings(), consumer, producer, runner, observer=seen, valuation=valuation)
 
     await serve_until_drained(trainer, consumer)
 
     assert [c[0] for c in valuation.calls] == ["batch-loaded"]
+    assert (seen.last_run_id, seen.last_status) == (101, "succeeded")  # counted as a run
     assert runner.calls == []  # no metal in a macro load
     assert journal == ["valuation", "commit", "send models.trained.v1"]
     event = MODELS_TRAINED.decode(producer.sent[0][1])

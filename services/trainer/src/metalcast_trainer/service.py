@@ -173,7 +173,14 @@ class Trainer:
         valued = None
         if valuing is not None and self._valuation is not None:
             batch, count = valuing
-            valued = await self._valuation.run("batch-loaded", batch.batch_id, count)
+            obs = self._observer
+            if obs is not None:
+                obs.run_started()
+            try:
+                valued = await self._valuation.run("batch-loaded", batch.batch_id, count)
+            finally:
+                if obs is not None:
+                    obs.run_finished(valued)  # counted like any run (status, duration)
         await self._consumer.commit()
         if valued is not None and valuing is not None:
             await self.publish(valued, valuing[0])
