@@ -46,6 +46,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -412,6 +413,66 @@ def report(results: Sequence[Result], wall_s: float, jobs: int) -> bool:
     return ratio_met and cov_met and not bad
 
 
+def valuation_report() -> None:
+    """The gold valuation model's backtest against naive and ARIMA on daily gold, with the
+    trainer's default valuation settings (docs/valuation.md). Data: real FRED-derived daily
+    and monthly series from ``arch.data`` with synthetic vintages, and the simulated source's
+    daily gold (no real daily gold series ships in our packages): tests/valuation_data.py."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from metalcast_models.valuation import evaluate as evaluate_valuation
+    from metalcast_trainer.config import TrainerSection
+    from tests.valuation_data import END, LAGS, LEVELS, START, gold_closes, vintages
+
+    cfg = TrainerSection().valuation.config()
+    load = os.getloadavg()[0]
+    began = time.perf_counter()
+    closes, v = gold_closes(), vintages()
+    result = evaluate_valuation(closes, v, LAGS, cfg, levels=LEVELS)
+    seconds = time.perf_counter() - began
+    print(
+        "\n== gold valuation model (LightGBM on point-in-time macro + gold features) ==\n"
+        f"data: {len(closes)} daily gold closes {START}..{END} (simulated source, seed 42); "
+        f"{len(v)} vintages of {', '.join(LAGS)} (real values from arch.data, synthetic "
+        "first-release-then-revision vintages)\n"
+        f"backtest: the last {cfg.origins} origins, one step (the next close); LightGBM "
+        f"refitted every {cfg.refit_every} origins on rows known at the origin, its grid "
+        f"searched once on the rows before the first origin ({cfg.folds} expanding folds); "
+        f"naive and ARIMA refitted at every origin on {cfg.x_size} closes; {seconds:.1f} s "
+        f"(load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
+        f"{os.cpu_count()} cores)"
+    )
+    summary = result.summary()
+    print(f"  {'candidate':<10} {'MASE':>8} {'MAE':>9} {'MAE/naive':>10} {'fallbacks':>10}")
+    for name, row in summary.items():
+        fb = row.get("fallbacks")
+        print(
+            f"  {name:<10} {row['mase']:>8.4f} {row['mae']:>9.3f} {row['mae_ratio']:>10.4f} "
+            f"{'' if fb is None else str(fb) + '/' + str(row['origins']):>10}"
+        )
+    bt = result.backtest
+    naive_mae = float((bt["actual"] - bt["naive"]).abs().mean())
+    model_mae = float((bt["actual"] - bt["model_price"]).abs().mean())
+    fell = bt[bt["fallback"]]
+    print(
+        f"  lightgbm without the fallback: MAE {model_mae:.3f} ({model_mae / naive_mae:.4f} x "
+        f"naive); on the {len(fell)} fallback origins the EMA-30 MAE "
+        f"{float((fell['actual'] - fell['price']).abs().mean()):.3f}, the booster's "
+        f"{float((fell['actual'] - fell['model_price']).abs().mean()):.3f}, naive's "
+        f"{float((fell['actual'] - fell['naive']).abs().mean()):.3f}"
+    )
+    search = result.fit.search
+    assert search is not None
+    naive_cv = sum(search.naive_fold_mae) / len(search.naive_fold_mae)
+    print(
+        f"  decision: {result.decision.action}, {result.decision.reason}\n"
+        f"  final grid search ({len(search.results)} combinations x {cfg.folds} folds): best "
+        f"{search.best_params}, CV MAE of the log return {search.best_mae:.6f} "
+        f"(no change: {naive_cv:.6f})"
+    )
+    top = sorted(result.fit.importances.items(), key=lambda kv: kv[1], reverse=True)[:5]
+    print("  top features: " + ", ".join(f"{k} {100 * w:.1f}%" for k, w in top))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -422,7 +483,16 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--series", nargs="*", help="only these (names as printed)")
+    parser.add_argument(
+        "--valuation",
+        choices=("also", "only", "no"),
+        default="also",
+        help="the gold valuation model's backtest against naive and ARIMA",
+    )
     args = parser.parse_args()
+    if args.valuation == "only":
+        valuation_report()
+        return
     datasets = [d for d in DATASETS if not args.series or d.name in args.series]
 
     began, load = time.perf_counter(), os.getloadavg()[0]
@@ -442,6 +512,8 @@ def main() -> None:
     )
     met = report(results, wall, args.jobs)
     print(f"\nall aims met: {'yes' if met else 'no'}")
+    if args.valuation == "also":
+        valuation_report()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from metalcast_api.ops.views import router as ops_router
 from metalcast_api.prices.views import router as prices_router
 from metalcast_api.resources import open_resources
 from metalcast_api.stream.views import router as stream_router
+from metalcast_api.valuation.views import router as valuation_router
 from metalcast_api.volume.views import router as volume_router
 
 DESCRIPTION = """
@@ -87,6 +88,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(ops_router)
     app.include_router(volume_router)
     app.include_router(bulk_router)
+    app.include_router(valuation_router)
     app.include_router(dashboard_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.api.cors_origins:

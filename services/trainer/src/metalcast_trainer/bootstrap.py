@@ -28,12 +28,13 @@ from metalcast_trainer.instruments import LazyProcessPool
 from metalcast_trainer.observe import TrainerObserver
 from metalcast_trainer.runner import RunReport, TrainingRunner
 from metalcast_trainer.service import InstrumentTrainer, Trainer, publish_report
+from metalcast_trainer.valuation import ValuationTrainer
 
 
 @asynccontextmanager
 async def _runners(
     settings: TrainerSettings, count: int = 1
-) -> AsyncIterator[tuple[list[TrainingRunner], AIOKafkaProducer]]:
+) -> AsyncIterator[tuple[list[TrainingRunner], AIOKafkaProducer, ValuationTrainer]]:
     """``count`` runners sharing the pool, S3, the producer and the process pool for
     instruments' backtests (``trainer.workers``); each loop needs its own runner."""
     await wait_for_kafka(settings.kafka)  # a broker restarting: wait rather than exit
@@ -50,7 +51,7 @@ async def _runners(
             await producer.start()
             runners = [TrainingRunner(settings, pool, s3, executor) for _ in range(count)]
             await runners[0].close_interrupted()
-            yield runners, producer
+            yield runners, producer, ValuationTrainer(settings, pool, s3)
     finally:
         await producer.stop()
         await pool.close()
@@ -62,7 +63,7 @@ async def _runners(
 async def _runner(
     settings: TrainerSettings,
 ) -> AsyncIterator[tuple[TrainingRunner, AIOKafkaProducer]]:
-    async with _runners(settings) as (runners, producer):
+    async with _runners(settings) as (runners, producer, _):
         yield runners[0], producer
 
 
@@ -77,7 +78,7 @@ async def run_trainer(
     train requests (``pipeline.train-requested.v1``), in a consumer group of their own."""
     cfg = settings.trainer
     dispatch = cfg.dispatch_instruments
-    async with _runners(settings, 2 if dispatch else 1) as (runners, producer):
+    async with _runners(settings, 2 if dispatch else 1) as (runners, producer, valuation):
         await asyncio.to_thread(runners[0].warm_up)
         # The instruments' process pool, started meanwhile where the catalogue has modelled
         # instruments: its workers' start (sktime's imports) is not the first load's wait.
@@ -108,6 +109,7 @@ async def run_trainer(
                 runners[0],
                 runners[0] if dispatch else None,
                 observer=seen,
+                valuation=valuation if cfg.valuation.enabled else None,
             )
             async with serve_status(
                 "trainer",
@@ -138,5 +140,13 @@ async def train_once(settings: TrainerSettings) -> RunReport:
     """Train now on the current window, record and publish the run, and return."""
     async with _runner(settings) as (runner, producer):
         report = await runner.run("manual")
+        await publish_report(producer, settings.kafka, report, None)
+        return report
+
+
+async def value_once(settings: TrainerSettings) -> RunReport:
+    """Retrain the gold valuation model now (docs/valuation.md), record and publish the run."""
+    async with _runners(settings) as (_, producer, valuation):
+        report = await valuation.run("manual")
         await publish_report(producer, settings.kafka, report, None)
         return report

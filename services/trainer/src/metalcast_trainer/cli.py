@@ -66,6 +66,28 @@ def make_app(settings_factory: SettingsFactory) -> typer.Typer:
                 typer.echo(f"  {symbol} not trained: {reason}")
         raise typer.Exit(0 if report.status in {"succeeded", "partial", "unchanged"} else 1)
 
+    @app.command("valuation")
+    def valuation(
+        as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+    ) -> None:
+        """Retrain the gold valuation model now (docs/valuation.md), record the run, exit."""
+        from metalcast_core import configure_logging
+        from metalcast_trainer.bootstrap import value_once
+
+        settings = settings_factory()
+        configure_logging(settings.log_level)
+        report = asyncio.run(value_once(settings))
+        if as_json:
+            typer.echo(json.dumps(dataclasses.asdict(report), default=str))
+        else:
+            typer.echo(
+                f"run {report.run_id} {report.status}: versions {report.versions}, "
+                f"promoted {report.promoted}, unchanged {report.unchanged}"
+            )
+            for symbol, why in {**report.decisions, **report.failed}.items():
+                typer.echo(f"  {symbol}: {why}")
+        raise typer.Exit(0 if report.status in {"succeeded", "unchanged"} else 1)
+
     app.add_typer(make_models_app(settings_factory), name="models")
     return app
 

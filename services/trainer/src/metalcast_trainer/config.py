@@ -16,6 +16,7 @@ from metalcast_core import (
 )
 from metalcast_models import FAMILIES
 from metalcast_models.backtest import Candidate, Rules, make_candidate
+from metalcast_models.valuation import DEFAULT_GRID, ValuationConfig
 
 
 class CandidateSpec(BaseModel):
@@ -41,6 +42,34 @@ class CandidateSpec(BaseModel):
 def _default_candidates() -> list[CandidateSpec]:
     # The data scientists' ARIMA(1,1,0)+c first, then the simple challengers.
     return [CandidateSpec(family=f) for f in ("arima", "naive", "drift", "theta", "ses")]
+
+
+class ValuationSection(BaseModel):
+    """The gold valuation model (docs/valuation.md): retrained when a load touches gold or a
+    macro series; its candidates are naive, ARIMA and LightGBM on daily gold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    gold_symbol: str = "XAU"
+    x_size: int = Field(default=60, ge=3)  # naive/ARIMA window, in daily closes
+    backtest_origins: int = Field(default=250, ge=10)
+    refit_every: int = Field(default=21, ge=1)  # LightGBM refits in the backtest
+    cv_folds: int = Field(default=4, ge=2)
+    min_train: int = Field(default=250, ge=30)  # rows before the first CV fold
+    grid: dict[str, list[Any]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_GRID.items()}
+    )
+
+    def config(self) -> ValuationConfig:
+        return ValuationConfig(
+            x_size=self.x_size,
+            origins=self.backtest_origins,
+            refit_every=self.refit_every,
+            folds=self.cv_folds,
+            min_train=self.min_train,
+            grid=self.grid,
+        )
 
 
 class TrainerSection(BaseModel):
@@ -97,6 +126,7 @@ class TrainerSection(BaseModel):
     # batch's database and S3 work overlaps the pool's work on the next.
     instrument_batch: int = Field(default=50, ge=1, le=1000)
     instrument_batches: int = Field(default=4, ge=1, le=64)
+    valuation: ValuationSection = Field(default_factory=ValuationSection)
 
     @field_validator("candidates", mode="before")
     @classmethod

@@ -69,6 +69,16 @@ class LoopObserver(Protocol):
     def run_finished(self, report: RunReport | None) -> None: ...
 
 
+class Valuing(Protocol):
+    """What the loop needs of the valuation retrain (:class:`ValuationTrainer`)."""
+
+    async def wants(self, events: Sequence[BatchLoaded]) -> str | None: ...
+
+    async def run(
+        self, trigger: str, batch_id: uuid.UUID | None = None, events: int = 0
+    ) -> RunReport: ...
+
+
 class Dispatching(Protocol):
     """What dispatching needs of the runner (:class:`TrainingRunner`)."""
 
@@ -84,16 +94,20 @@ class Trainer:
         runner: Runner,
         dispatcher: Dispatching | None = None,
         observer: LoopObserver | None = None,
+        valuation: Valuing | None = None,
     ) -> None:
         """``dispatcher``: the runner, when instruments are dispatched to
         ``pipeline.train-requested.v1`` (``trainer.dispatch_instruments``) rather than trained
-        in this run."""
+        in this run. ``valuation``: the gold valuation model's retrain (docs/valuation.md),
+        run first when the events touched gold or a macro series."""
         self._settings = settings
         self._consumer = consumer
         self._producer = producer
         self._runner = runner
         self._observer = observer
         self._dispatcher = dispatcher
+        self._valuation = valuation
+        self._valuing: tuple[BatchLoaded, int] | None = None  # (newest event, events)
         self.runs: list[RunReport] = []
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -121,12 +135,15 @@ class Trainer:
             await self._consumer.commit()
             return None
         newest = max(events, key=lambda e: e.loaded_at)
+        if self._valuation is not None and (why := await self._valuation.wants(events)):
+            log.info("the valuation model retrains after this batch: %s", why)
+            self._valuing = (newest, len(events))
         skip = await self._runner.wants(events)
         if skip is not None:
             log.info("%d batch-loaded event(s) need no training: %s", len(events), skip)
             if obs is not None:
                 obs.received(len(records), {**undecodable, "no_new_window": len(events)})
-            await self._consumer.commit()
+            await self._commit()
             return None
         if obs is not None:
             obs.received(len(records), undecodable)
@@ -134,7 +151,7 @@ class Trainer:
             instruments, metals_left = self._dispatcher.take_instruments()
             await request_training(self._producer, self._settings.kafka, instruments, newest)
             if not metals_left:
-                await self._consumer.commit()
+                await self._commit()
                 return None
         if obs is not None:
             obs.run_started()
@@ -145,9 +162,28 @@ class Trainer:
             if obs is not None:
                 obs.run_finished(report)  # None: the run itself raised (it was not recorded)
         # Offsets move after the run is recorded: a crash mid-run trains again on restart.
-        await self._consumer.commit()
+        await self._commit()
         await self.publish(report, newest)
         return report
+
+    async def _commit(self) -> None:
+        """Commit the offsets; first, when the batch asked for it, retrain the valuation model
+        (after the metals: their latency is untouched), and announce its run after."""
+        valuing, self._valuing = self._valuing, None
+        valued = None
+        if valuing is not None and self._valuation is not None:
+            batch, count = valuing
+            obs = self._observer
+            if obs is not None:
+                obs.run_started()
+            try:
+                valued = await self._valuation.run("batch-loaded", batch.batch_id, count)
+            finally:
+                if obs is not None:
+                    obs.run_finished(valued)  # counted like any run (status, duration)
+        await self._consumer.commit()
+        if valued is not None and valuing is not None:
+            await self.publish(valued, valuing[0])
 
     async def publish(self, report: RunReport, batch: BatchLoaded | None = None) -> None:
         await publish_report(self._producer, self._settings.kafka, report, batch)

@@ -37,3 +37,10 @@ async def kind_page(request: Request, kind: str, conn: ConnDep) -> HTMLResponse:
     return templates.TemplateResponse(
         request, "kind.html", {"kind": kind, "kinds": KINDS, "instruments": instruments}
     )
+
+
+@router.get("/valuation", response_class=HTMLResponse)
+async def valuation_page(request: Request) -> HTMLResponse:
+    """Gold's valuation: its actual price beside the model's fitted and predicted values, the
+    residual, the top features and the backtest against naive (/v1/valuation/gold)."""
+    return templates.TemplateResponse(request, "valuation.html", {"kinds": KINDS})
