@@ -223,6 +223,18 @@ async def test_crypto_and_equity_models_train_and_answer_until_forecasts(
             unknown = await api.get("/v1/forecasts/NOPE", params={"horizon": 3})
             assert unknown.status_code == 404
             assert "other instruments: BTC, ETH, GSPC" in unknown.json()["detail"]
+            # An instrument's models through the same endpoints as a metal's.
+            versions = await api.get("/v1/models/gspc/versions")
+            assert versions.status_code == 200, versions.text
+            assert [v["version"] for v in versions.json()] == [1]
+            production = (await api.get("/v1/models/GSPC/production")).json()
+            assert production["symbol"] == "GSPC"
+            assert production["version"] == 1
+            backtest = await api.get("/v1/models/BTC/backtest")
+            assert backtest.status_code == 200, backtest.text
+            none = await api.get("/v1/models/NOPE/versions")
+            assert none.status_code == 404
+            assert "known symbols with models: BTC, GSPC, XAG" in none.json()["detail"]
             # The metals answer as before: no model yet is a 409.
             assert (await api.get("/v1/forecasts/XAU", params={"horizon": 3})).status_code == 409
             assert (await api.get("/instruments/stocks")).status_code == 404

@@ -16,14 +16,14 @@ from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
 from metalcast_api.config import ApiSettings
-from metalcast_api.errors import metal_or_404
+from metalcast_api.errors import metal_or_404, not_found
 from metalcast_api.metrics import ApiMetrics
 from metalcast_api.resources import Resources
 from metalcast_api.resources.events import ProductionEvents
 from metalcast_api.resources.forecasts import ForecastCache
 from metalcast_api.resources.hub import EventHub
 from metalcast_api.resources.volume import VolumeModels
-from metalcast_core import Metal
+from metalcast_core import METAL_SYMBOLS, METALS_BY_SYMBOL, Metal
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -83,11 +83,40 @@ async def get_metal(symbol: str) -> Metal:
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 ConnDep = Annotated[asyncpg.Connection, Depends(get_conn)]
+
+
+async def get_model_symbol(symbol: str, conn: ConnDep) -> str:
+    """The ``{symbol}`` path parameter as a symbol that has models: a metal, or any symbol
+    with versions in the registry or a model configuration in the catalogue (an instrument,
+    the gold valuation ``XAU-VAL``); 404 naming them otherwise."""
+    metal = METALS_BY_SYMBOL.get(symbol.upper())
+    if metal is not None:
+        return metal.symbol
+    wanted = symbol.upper()
+    if await conn.fetchval(
+        """
+        SELECT EXISTS (SELECT 1 FROM ml.model_versions WHERE symbol = $1)
+            OR EXISTS (SELECT 1 FROM ref.instruments WHERE symbol = $1 AND model IS NOT NULL)
+        """,
+        wanted,
+    ):
+        return wanted
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT symbol FROM ml.model_versions
+        UNION SELECT symbol FROM ref.instruments WHERE model IS NOT NULL
+        """
+    )
+    names = sorted({r["symbol"] for r in rows} | set(METAL_SYMBOLS))
+    not_found(f"unknown symbol {symbol!r}; known symbols with models: {', '.join(names)}")
+
+
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 ForecastsDep = Annotated[ForecastCache, Depends(get_forecasts)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 EventsDep = Annotated[ProductionEvents, Depends(get_events)]
 MetalDep = Annotated[Metal, Depends(get_metal)]
+ModelSymbolDep = Annotated[str, Depends(get_model_symbol)]
 VolumeDep = Annotated[VolumeModels, Depends(get_volume)]
 
 _api_key_header = APIKeyHeader(

@@ -18,7 +18,7 @@ from metalcast_api.deps import (
     ConnDep,
     EventsDep,
     ForecastsDep,
-    MetalDep,
+    ModelSymbolDep,
     S3Dep,
     SettingsDep,
 )
@@ -76,7 +76,8 @@ async def _production(conn: ConnDep) -> list[ProductionRead]:
     "/production", response_model=list[ProductionRead], summary="Production version per symbol"
 )
 async def production_versions(conn: ConnDep) -> list[ProductionRead]:
-    """The version each metal's forecasts use, for every metal that has one."""
+    """The version each symbol's forecasts use (metals, instruments, the gold valuation),
+    for every symbol that has one."""
     return await _production(conn)
 
 
@@ -109,25 +110,25 @@ async def training_runs(
     "/{symbol}/production",
     response_model=ProductionRead,
     responses=responses(404),
-    summary="Production version of one metal",
+    summary="Production version of one symbol",
 )
-async def production_version(metal: MetalDep, conn: ConnDep) -> ProductionRead:
+async def production_version(symbol: ModelSymbolDep, conn: ConnDep) -> ProductionRead:
     for item in await _production(conn):
-        if item.symbol == metal.symbol:
+        if item.symbol == symbol:
             return item
-    not_found(f"no production model for {metal.symbol} yet: the trainer has not promoted one")
+    not_found(f"no production model for {symbol} yet: the trainer has not promoted one")
 
 
 @router.get(
     "/{symbol}/versions",
     response_model=list[VersionRead],
     responses=responses(404),
-    summary="Every version of one metal",
+    summary="Every version of one symbol",
 )
-async def all_versions(metal: MetalDep, conn: ConnDep) -> list[VersionRead]:
+async def all_versions(symbol: ModelSymbolDep, conn: ConnDep) -> list[VersionRead]:
     """Newest first, with hyperparameters, fitted parameters, in-sample metrics, the
     candidate, the training window's span, the backtest, the calibration and the decision."""
-    return [VersionRead.of(v) for v in await registry.versions(conn, metal.symbol)]
+    return [VersionRead.of(v) for v in await registry.versions(conn, symbol)]
 
 
 async def _version(conn: ConnDep, symbol: str, version: int) -> VersionInfo:
@@ -143,11 +144,11 @@ async def _version(conn: ConnDep, symbol: str, version: int) -> VersionInfo:
     responses=responses(404),
     summary="One version",
 )
-async def one_version(metal: MetalDep, version: VersionPath, conn: ConnDep) -> VersionRead:
+async def one_version(symbol: ModelSymbolDep, version: VersionPath, conn: ConnDep) -> VersionRead:
     """Everything recorded about a version: its fit, its rolling-origin backtest (`backtest`),
     how its forecast intervals are calibrated (`calibration`) and why it was or was not
     promoted (`decision`)."""
-    return VersionRead.of(await _version(conn, metal.symbol, version))
+    return VersionRead.of(await _version(conn, symbol, version))
 
 
 def _mase(item: CandidateBacktestRead) -> tuple[bool, float]:
@@ -162,7 +163,7 @@ def _mase(item: CandidateBacktestRead) -> tuple[bool, float]:
     summary="Every candidate's backtest in the newest run",
 )
 async def backtest(
-    metal: MetalDep,
+    symbol: ModelSymbolDep,
     conn: ConnDep,
     run_id: Annotated[
         int | None,
@@ -171,20 +172,20 @@ async def backtest(
 ) -> BacktestRead:
     """The rolling-origin backtest of every candidate configuration (and of the production
     version's, scored on the same origins) from the newest training run that backtested
-    this metal, best MASE first. `in_production` marks the production version's
+    this symbol, best MASE first. `in_production` marks the production version's
     configuration; `summary.mae_ratio` compares with the naive last value and
     `summary.coverage_80`/`_95` give the calibrated intervals' coverage. 404 with the reason
     when there is none."""
-    found = await service.backtests(conn, metal.symbol, run_id)
+    found = await service.backtests(conn, symbol, run_id)
     if found is None:
         if run_id is not None:
-            not_found(f"run {run_id} has no backtest of {metal.symbol}")
+            not_found(f"run {run_id} has no backtest of {symbol}")
         not_found(
-            f"no backtest of {metal.symbol} yet: no training run has had enough of its "
+            f"no backtest of {symbol} yet: no training run has had enough of its "
             "history to backtest"
         )
-    prod = next((v for v in await registry.production(conn) if v.symbol == metal.symbol), None)
-    pin = await registry.pin(conn, metal.symbol) if prod is not None else None
+    prod = next((v for v in await registry.production(conn) if v.symbol == symbol), None)
+    pin = await registry.pin(conn, symbol) if prod is not None else None
     production_key = prod.candidate_key if prod is not None else None
     candidates = [CandidateBacktestRead.of(item, production_key) for item in found.results]
     candidates.sort(key=_mase)
@@ -194,7 +195,7 @@ async def backtest(
         INTERVAL_METHOD,
     )
     return BacktestRead(
-        symbol=metal.symbol,
+        symbol=symbol,
         run_id=run["id"],
         run_status=run["status"],
         trigger=run["trigger"],
@@ -226,7 +227,7 @@ async def backtest(
     summary="Every change of the production pointer, newest first",
 )
 async def pointer_history(
-    metal: MetalDep,
+    symbol: ModelSymbolDep,
     conn: ConnDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="How many changes")] = 100,
 ) -> list[PointerEventRead]:
@@ -243,7 +244,7 @@ async def pointer_history(
             changed_at=row["changed_at"],
             reason=row["note"],
         )
-        for row in await registry.history(conn, metal.symbol, limit)
+        for row in await registry.history(conn, symbol, limit)
     ]
 
 
@@ -257,10 +258,10 @@ async def pointer_history(
     summary="Download a model file (streamed)",
 )
 async def download_artifact(
-    metal: MetalDep, version: VersionPath, conn: ConnDep, s3: S3Dep
+    symbol: ModelSymbolDep, version: VersionPath, conn: ConnDep, s3: S3Dep
 ) -> StreamingResponse:
     """The file exactly as the trainer stored it; compare its sha256 with the version's."""
-    info = await _version(conn, metal.symbol, version)
+    info = await _version(conn, symbol, version)
     bucket, key = registry.parse_uri(info.artifact_uri)
     try:
         obj = await asyncio.to_thread(s3.get_object, Bucket=bucket, Key=key)
@@ -279,7 +280,7 @@ async def download_artifact(
         chunks(),
         media_type="application/zip",
         headers={
-            "Content-Disposition": f'attachment; filename="{metal.symbol}-v{version}-{filename}"',
+            "Content-Disposition": f'attachment; filename="{symbol}-v{version}-{filename}"',
             "Content-Length": str(obj["ContentLength"]),
             "X-Sha256": info.sha256,
         },
@@ -293,10 +294,10 @@ async def download_artifact(
     summary="A short-lived presigned URL of a model file",
 )
 async def artifact_url(
-    metal: MetalDep, version: VersionPath, conn: ConnDep, s3: S3Dep, settings: SettingsDep
+    symbol: ModelSymbolDep, version: VersionPath, conn: ConnDep, s3: S3Dep, settings: SettingsDep
 ) -> ArtifactUrlRead:
     """A GET URL signed for `api.presign_ttl_s` seconds, at the S3 endpoint the API uses."""
-    info = await _version(conn, metal.symbol, version)
+    info = await _version(conn, symbol, version)
     bucket, key = registry.parse_uri(info.artifact_uri)
     ttl = settings.api.presign_ttl_s
     try:
@@ -337,7 +338,7 @@ async def _announce(
     summary="Move the production pointer back and pin it (API key)",
 )
 async def rollback(
-    metal: MetalDep,
+    symbol: ModelSymbolDep,
     by: ApiKeyDep,
     conn: ConnDep,
     s3: S3Dep,
@@ -356,9 +357,7 @@ async def rollback(
     reason = body.reason if body else None
     with tempfile.TemporaryDirectory(prefix="metalcast-rollback-") as tmp:
         try:
-            move = await registry.rollback(
-                conn, s3, metal.symbol, to_version, by, tmp, reason=reason
-            )
+            move = await registry.rollback(conn, s3, symbol, to_version, by, tmp, reason=reason)
         except RollbackRefused as exc:
             conflict(f"rollback refused: {exc}")
     return await _announce(move, forecasts, events)
@@ -371,7 +370,7 @@ async def rollback(
     summary="Hand the production pointer back to the trainer (API key)",
 )
 async def unpin(
-    metal: MetalDep,
+    symbol: ModelSymbolDep,
     by: ApiKeyDep,
     conn: ConnDep,
     forecasts: ForecastsDep,
@@ -380,10 +379,10 @@ async def unpin(
 ) -> PointerMoveRead:
     """Lift the pin a rollback set: production stays on its version until the trainer's
     next champion/challenger decision moves it. 409 with the reason when the pointer is not
-    pinned (or the metal has no production version). `reason` is kept in the history;
+    pinned (or the symbol has no production version). `reason` is kept in the history;
     `models.production.v1` is published."""
     try:
-        move = await registry.unpin(conn, metal.symbol, by, body.reason if body else None)
+        move = await registry.unpin(conn, symbol, by, body.reason if body else None)
     except RollbackRefused as exc:
         conflict(f"unpin refused: {exc}")
     return await _announce(move, forecasts, events)
