@@ -277,13 +277,15 @@ async def known_macro_series(settings: IngestorSettings) -> list[str] | None:
     return [r["series_id"] for r in rows]
 
 
-def fred_source(settings: IngestorSettings, client: httpx.AsyncClient) -> FredSource:
+def fred_source(
+    settings: IngestorSettings, client: httpx.AsyncClient, retry: RetryPolicy | None = None
+) -> FredSource:
     """FRED with the key from the settings (ValueError naming the variable without one)."""
     ing = settings.ingest
     key = ing.fred_api_key.get_secret_value().strip() if ing.fred_api_key else ""
     if not key:
         raise ValueError(f"FRED needs an API key: set {KEY_SETTING}")
-    retry = RetryPolicy(attempts=ing.max_attempts, min_interval=ing.fred_min_interval_s)
+    retry = retry or RetryPolicy(attempts=ing.max_attempts, min_interval=ing.fred_min_interval_s)
     return FredSource(client, key, retry)
 
 
@@ -293,10 +295,13 @@ async def macro(
     full: bool = False,
     show_progress: bool = True,
     today: date | None = None,
+    client: httpx.AsyncClient | None = None,
+    retry: RetryPolicy | None = None,
 ) -> dict[str, Any]:
     """One pull of the macro series (``series``, else ``ingest.macro_series``, else the rows
     of ``macro.series``): every observation with ``full`` (a backfill), else those of the
-    last ``macro_recent_days``; every vintage of each."""
+    last ``macro_recent_days``; every vintage of each. ``client`` and ``retry``: FRED's
+    transport and retry policy (tests hand in recorded answers and a fake clock)."""
     ing = settings.ingest
     known = await known_macro_series(settings)
     wanted = list(series or ing.macro_series or known or DEFAULT_SERIES)
@@ -310,8 +315,12 @@ async def macro(
     await producer.start()
     try:
         pub = MacroPublisher(producer, settings.kafka, known)
-        async with httpx.AsyncClient(timeout=ing.http_timeout_s) as client:
-            src = fred_source(settings, client)
+        async with contextlib.AsyncExitStack() as stack:
+            if client is None:
+                client = await stack.enter_async_context(
+                    httpx.AsyncClient(timeout=ing.http_timeout_s)
+                )
+            src = fred_source(settings, client, retry)
             stats = await fetch_macro(src, wanted, since, pub, show_progress=show_progress)
             return {
                 **_summary(stats),

@@ -1,19 +1,111 @@
-"""What the tick loop (:mod:`metalcast_sink.service`) and the bar loop
-(:mod:`metalcast_sink.bars`) do alike with the records they consume."""
+"""What the tick loop (:mod:`metalcast_sink.service`) and the table loops
+(:mod:`metalcast_sink.loading`: daily bars, macro observations) do alike: one retrying
+connection to PostgreSQL, dead letters of consumed records, offset commits."""
 
 from __future__ import annotations
 
 import logging
-from typing import TypeAlias
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias, TypeVar
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
 
 from metalcast_core import DeadLetter
 
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
+T = TypeVar("T")
+Connect = Callable[[], Awaitable[asyncpg.Connection]]
+
+# Errors that mean "the database is not reachable right now": wait and retry the batch.
+DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InternalClientError,
+)
+
+# Errors that roll back a batch's transaction and go away when it runs again: two sink
+# instances updating the same rows in an unlucky order (a deadlock).
+RETRY_BATCH: tuple[type[BaseException], ...] = (asyncpg.TransactionRollbackError,)
+
+
+class RetryingConnection:
+    """One connection to PostgreSQL, opened on first use and again after a failure. Work
+    given to :meth:`run` is retried whole (with exponential backoff) while the database is
+    unreachable or its transaction was rolled back by a deadlock; the batch is kept.
+
+    ``on_error`` hears of every failed attempt before the wait (metrics, logs), and
+    ``on_answer`` of every success (a database answering again)."""
+
+    def __init__(
+        self,
+        connect: Connect,
+        initial_s: float,
+        max_s: float,
+        on_error: Callable[[RetryCallState], None] | None = None,
+        on_answer: Callable[[], None] | None = None,
+    ) -> None:
+        self._connect = connect
+        self._initial_s = initial_s
+        self._max_s = max_s
+        self._on_error = on_error
+        self._on_answer = on_answer
+        self._conn: asyncpg.Connection | None = None
+
+    def retrying(self) -> AsyncRetrying:
+        """The retry loop :meth:`run` uses, for work on a connection of its own."""
+        return AsyncRetrying(
+            retry=retry_if_exception_type((*DB_UNAVAILABLE, *RETRY_BATCH)),
+            wait=wait_exponential_jitter(multiplier=self._initial_s, max=self._max_s),
+            before_sleep=self._failed,
+            reraise=True,
+        )
+
+    async def run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """``work`` on the connection, reconnecting and retrying while the DB is down."""
+        async for attempt in self.retrying():
+            with attempt:
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await self._connect()
+                result = await work(self._conn)
+                self.answered()
+                return result
+        raise AssertionError("unreachable")
+
+    def answered(self) -> None:
+        if self._on_answer is not None:
+            self._on_answer()
+
+    def _failed(self, state: RetryCallState) -> None:
+        if self._on_error is not None:
+            self._on_error(state)
+        else:
+            error = state.outcome.exception() if state.outcome is not None else None
+            log.warning("database unavailable (attempt %d): %s", state.attempt_number, error)
+        self.drop()
+
+    def drop(self) -> None:
+        """Forget the connection (terminated): the next attempt opens a new one."""
+        if self._conn is not None and not self._conn.is_closed():
+            self._conn.terminate()
+        self._conn = None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
 
 def dead_letter(record: Record, reason: str) -> DeadLetter:

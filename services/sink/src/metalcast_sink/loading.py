@@ -1,0 +1,210 @@
+"""The loop a table fed from one topic runs (daily bars, macro observations): consume a
+batch, decode and check each record, write the good ones with the batch's outbox row and the
+consumer's positions in one transaction, then dead-letter the rest, commit the offsets and
+publish the batch-loaded event. Offsets move only after the database commit.
+
+A table is a :class:`TableLoad`: its topic, dead-letter topic, the checks on one record and
+the write of a batch (which records the batch in ``pipeline.batches`` and returns its
+:class:`~metalcast_core.BatchLoaded`, or ``None`` when nothing was new).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from metalcast_core import (
+    BATCH_LOADED,
+    BatchLoaded,
+    DeadLetter,
+    DecodeError,
+    Event,
+    Topic,
+)
+from metalcast_sink.config import SinkSettings
+from metalcast_sink.consuming import (
+    Connect,
+    Record,
+    RetryingConnection,
+    commit_owned,
+    dead_letter,
+)
+from metalcast_sink.writer import mark_published, save_positions
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass
+class LoadStats:
+    batches: int = 0
+    received: int = 0
+    rows_written: int = 0  # new rows and rows whose values changed
+    dead_lettered: int = 0
+    reasons: list[str] = field(default_factory=list)  # the first few dead letters' reasons
+
+
+@dataclass(frozen=True)
+class DecodedBatch(Generic[E]):
+    items: list[E]
+    dead: list[DeadLetter]
+    offsets: dict[TopicPartition, int]
+    received: int
+
+
+class TableLoad(ABC, Generic[E]):
+    """What one table's loop needs to know besides the clients."""
+
+    topic: Topic[E]
+    dlq: Topic[DeadLetter]
+    consumer: str  # its rows in pipeline.consumer_positions
+    what: str = "record"
+
+    @abstractmethod
+    def problem(self, item: E) -> str | None:
+        """Why ``item`` must not be stored (a dead letter's reason), or ``None``."""
+
+    @abstractmethod
+    async def write(
+        self, conn: asyncpg.Connection, items: Sequence[E], received: int, dead_lettered: int
+    ) -> BatchLoaded | None:
+        """Store ``items`` and record the batch (inside the caller's transaction)."""
+
+
+class TableSink(Generic[E]):
+    def __init__(
+        self,
+        settings: SinkSettings,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        connect: Connect,
+        table: TableLoad[E],
+        prepare: Callable[[asyncpg.Connection], Awaitable[object]] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._consumer = consumer
+        self._producer = producer
+        self._table = table
+        self._prepare = prepare
+        cfg = settings.sink
+        self._db = RetryingConnection(connect, cfg.db_retry_initial_s, cfg.db_retry_max_s)
+        self._dlq_topic = settings.kafka.topic_name(table.dlq)
+        self._loaded_topic = settings.kafka.topic_name(BATCH_LOADED)
+        self.stats = LoadStats()
+
+    async def run(self, stop: asyncio.Event | None = None, until_idle: bool = False) -> LoadStats:
+        stop = stop or asyncio.Event()
+        cfg = self._settings.sink
+        try:
+            if self._prepare is not None:
+                await self._db.run(self._prepare)
+            while not stop.is_set():
+                fetched = await self._consumer.getmany(
+                    timeout_ms=cfg.batch_timeout_ms, max_records=cfg.max_batch
+                )
+                if not any(fetched.values()):
+                    if until_idle and await self._caught_up():
+                        break
+                    continue
+                await self.store(self.decode(fetched))
+        finally:
+            await self._db.close()
+        return self.stats
+
+    def decode(self, fetched: Mapping[TopicPartition, Sequence[Record]]) -> DecodedBatch[E]:
+        records = list(itertools.chain.from_iterable(fetched.values()))
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
+        items: list[E] = []
+        dead: list[DeadLetter] = []
+        for record in records:
+            try:
+                item = self._table.topic.decode(record.value)
+            except DecodeError as exc:
+                dead.append(dead_letter(record, str(exc)))
+                continue
+            problem = self._table.problem(item)
+            if problem is not None:
+                dead.append(dead_letter(record, problem))
+                continue
+            items.append(item)
+        return DecodedBatch(items, dead, offsets, len(records))
+
+    async def store(self, batch: DecodedBatch[E]) -> None:
+        positions = {(tp.topic, tp.partition): offset for tp, offset in batch.offsets.items()}
+
+        async def write(conn: asyncpg.Connection) -> BatchLoaded | None:
+            async with conn.transaction():
+                event = await self._table.write(conn, batch.items, batch.received, len(batch.dead))
+                await save_positions(conn, positions, self._table.consumer)
+            return event
+
+        event = await self._db.run(write)
+        if batch.dead:
+            log.warning(
+                "%d %s(s) dead-lettered, e.g. %s",
+                len(batch.dead),
+                self._table.what,
+                batch.dead[0].reason,
+            )
+            sends = [
+                await self._producer.send(self._dlq_topic, self._table.dlq.encode(d), key=b"sink")
+                for d in batch.dead
+            ]
+            await asyncio.gather(*sends)
+        await commit_owned(self._consumer, batch.offsets)
+        if event is not None:
+            await self._producer.send_and_wait(
+                self._loaded_topic, BATCH_LOADED.encode(event), key=str(event.batch_id).encode()
+            )
+            await self._db.run(lambda conn: mark_published(conn, event.batch_id))
+        self.stats.batches += 1
+        self.stats.received += batch.received
+        self.stats.rows_written += event.rows_inserted if event else 0
+        self.stats.dead_lettered += len(batch.dead)
+        room = max(0, 20 - len(self.stats.reasons))
+        self.stats.reasons += [d.reason for d in batch.dead[:room]]
+
+    async def _caught_up(self) -> bool:
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return False
+        ends = await self._consumer.end_offsets(list(assignment))
+        for tp in assignment:
+            if await self._consumer.position(tp) < ends[tp]:
+                return False
+        return True
+
+
+_RECORD_BATCH = """
+INSERT INTO pipeline.batches
+    (batch_id, loaded_at, symbols, first_hour, last_hour, ticks_received, rows_inserted,
+     duplicates, dead_lettered, event, target)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11)
+"""
+
+
+async def record_batch(conn: asyncpg.Connection, event: BatchLoaded) -> None:
+    """The batch's row in ``pipeline.batches`` (its outbox entry, target = ``event.table``)."""
+    await conn.execute(
+        _RECORD_BATCH,
+        event.batch_id,
+        event.loaded_at,
+        event.symbols,
+        event.first_hour,
+        event.last_hour,
+        event.ticks_received,
+        event.rows_inserted,
+        event.duplicates,
+        event.dead_lettered,
+        event.model_dump_json(),
+        event.table,
+    )

@@ -1,0 +1,154 @@
+"""The macro loop: ``macro.observations.v1`` → ``macro.observations`` →
+``pipeline.batch-loaded.v1`` (``metalcast sink macro``; the loop of
+:mod:`metalcast_sink.loading`).
+
+Each observation is one vintage of one value, keyed by ``(series_id, date,
+realtime_start)``. A new vintage is inserted; a vintage already stored is left as it was,
+except its ``realtime_end``, which moves earlier when FRED closes it (a revised value arrives
+as the next vintage) and never back (an old fetch replayed does not reopen a vintage). So a
+replay stores nothing, and a revision adds a row and never overwrites what was known before.
+An observation of a series not in ``macro.series`` (or one that
+:func:`~metalcast_core.macro_problem` refuses) goes to ``macro.observations.dlq`` with the
+reason. The batch-loaded event has ``table = "macro.observations"``, the series ids as its
+symbols and the first and last observation dates (00:00 UTC) as its hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from metalcast_core import (
+    MACRO,
+    MACRO_DLQ,
+    BatchLoaded,
+    MacroObservation,
+    macro_problem,
+    utcnow,
+)
+from metalcast_sink.config import SinkSettings
+from metalcast_sink.consuming import Connect
+from metalcast_sink.loading import TableLoad, TableSink, record_batch
+
+_WRITE = """
+WITH data AS (
+    SELECT DISTINCT ON (series_id, date, realtime_start) *
+    FROM unnest(
+        $1::text[], $2::date[], $3::date[], $4::date[], $5::text[], $6::text[],
+        $7::timestamptz[]
+    ) AS d(series_id, date, realtime_start, realtime_end, value, source, fetched_at)
+    ORDER BY series_id, date, realtime_start, realtime_end
+),
+written AS (
+    INSERT INTO macro.observations AS o
+        (series_id, date, realtime_start, realtime_end, value, source, fetched_at)
+    SELECT series_id, date, realtime_start, realtime_end, value::numeric, source, fetched_at
+    FROM data
+    ON CONFLICT ON CONSTRAINT macro_observations_natural_key DO UPDATE SET
+        realtime_end = EXCLUDED.realtime_end, loaded_at = now()
+    WHERE EXCLUDED.realtime_end < o.realtime_end
+    RETURNING series_id, date
+)
+SELECT count(*)::int AS written,
+       coalesce(array_agg(DISTINCT series_id), '{}') AS series,
+       min(date) AS first_day,
+       max(date) AS last_day
+FROM written
+"""
+
+
+def _day_start(day: date | None) -> datetime | None:
+    return None if day is None else datetime.combine(day, time(0), tzinfo=UTC)
+
+
+async def load_series(conn: asyncpg.Connection) -> set[str]:
+    """The series ids of ``macro.series``: the only ones stored."""
+    return {r["series_id"] for r in await conn.fetch("SELECT series_id FROM macro.series")}
+
+
+async def write_observations(
+    conn: asyncpg.Connection,
+    observations: Sequence[MacroObservation],
+    received: int,
+    dead_lettered: int,
+) -> BatchLoaded | None:
+    """Store new vintages (and moved ``realtime_end``s) with the batch's outbox row, in one
+    transaction; the event, or ``None`` when nothing was new."""
+    if not observations:
+        return None
+    columns: list[list[Any]] = [[] for _ in range(7)]
+    for o in observations:
+        row = (
+            o.series_id,
+            o.date,
+            o.realtime_start,
+            o.realtime_end,
+            None if o.value is None else repr(o.value),
+            o.source,
+            o.fetched_at,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    async with conn.transaction():
+        result = await conn.fetchrow(_WRITE, *columns)
+        assert result is not None
+        if result["written"] == 0:
+            return None
+        event = BatchLoaded(
+            symbols=sorted(result["series"]),
+            first_hour=_day_start(result["first_day"]),
+            last_hour=_day_start(result["last_day"]),
+            rows_inserted=result["written"],
+            ticks_received=received,
+            duplicates=received - dead_lettered - result["written"],
+            dead_lettered=dead_lettered,
+            table="macro.observations",
+        )
+        await record_batch(conn, event)
+    return event
+
+
+class MacroTable(TableLoad[MacroObservation]):
+    """``macro.observations.v1`` into ``macro.observations``; ``series``: the rows of
+    ``macro.series`` (filled by ``prepare``, re-read when a batch names one it lacks)."""
+
+    topic = MACRO
+    dlq = MACRO_DLQ
+    consumer = "sink-macro"
+    what = "macro observation"
+
+    def __init__(self, series: Collection[str]) -> None:
+        self.series = series
+
+    def problem(self, item: MacroObservation) -> str | None:
+        return macro_problem(item, self.series, utcnow())
+
+    async def write(
+        self,
+        conn: asyncpg.Connection,
+        items: Sequence[MacroObservation],
+        received: int,
+        dead_lettered: int,
+    ) -> BatchLoaded | None:
+        return await write_observations(conn, items, received, dead_lettered)
+
+
+def macro_sink(
+    settings: SinkSettings,
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    connect: Connect,
+) -> TableSink[MacroObservation]:
+    """The macro loop (``metalcast sink macro``): ``macro.series`` read before the first
+    batch (retried while the database is unreachable)."""
+    series: set[str] = set()
+
+    async def prepare(conn: asyncpg.Connection) -> None:
+        series.update(await load_series(conn))
+
+    table = MacroTable(series)
+    return TableSink(settings, consumer, producer, connect, table, prepare)
