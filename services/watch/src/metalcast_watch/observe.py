@@ -1,5 +1,6 @@
-"""What the watch looks at: the newest tick of every metal, the training runs (PostgreSQL),
-the sink's and the trainer's consumer lag and the dead-letter topic's end offsets (Kafka).
+"""What the watch looks at: the newest tick of every metal, the training runs, the newest
+observation of every macro series (PostgreSQL), the sinks' and the trainer's consumer lag and
+the dead-letter topics' end offsets (Kafka).
 
 :func:`observe` never raises for a figure it cannot read: the reason goes into
 ``Figures.errors``, which the rules report like any other problem.
@@ -20,10 +21,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from metalcast_core import (
     BATCH_LOADED,
+    MACRO,
+    MACRO_DLQ,
     METAL_SYMBOLS,
     TICKS,
     TICKS_DLQ,
     KafkaSettings,
+    Topic,
     make_consumer,
 )
 from metalcast_watch.config import WatchSettings
@@ -109,9 +113,29 @@ async def consumer_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
     return lag
 
 
-async def _dlq(conn: asyncpg.Connection, kafka: KafkaSettings) -> tuple[int, int | None]:
+async def _macro(conn: asyncpg.Connection) -> dict[str, dict[str, Any]]:
+    """Per series of ``macro.series``: its frequency and lag, its newest observation date,
+    newest vintage and last load (one index probe each on the primary key)."""
+    rows = await conn.fetch(
+        """
+        SELECT s.series_id, s.frequency, s.publication_lag_days,
+               (SELECT max(date) FROM macro.observations o
+                 WHERE o.series_id = s.series_id) AS newest_date,
+               (SELECT max(realtime_start) FROM macro.observations o
+                 WHERE o.series_id = s.series_id) AS newest_vintage,
+               (SELECT max(loaded_at) FROM macro.observations o
+                 WHERE o.series_id = s.series_id) AS last_loaded
+        FROM macro.series s ORDER BY s.series_id
+        """
+    )
+    return {r["series_id"]: {k: v for k, v in dict(r).items() if k != "series_id"} for r in rows}
+
+
+async def _dlq(
+    conn: asyncpg.Connection, kafka: KafkaSettings, dlq: Topic[Any] = TICKS_DLQ
+) -> tuple[int, int | None]:
     """(end offset now, end offset the previous watch saw); stores the new one."""
-    topic = kafka.topic_name(TICKS_DLQ)
+    topic = kafka.topic_name(dlq)
     _, end = await _end_offsets(kafka, topic)
     now = sum(end.values())
     key = f"{DLQ_STATE_KEY}:{topic}"
@@ -174,6 +198,20 @@ async def observe(settings: WatchSettings, conn: asyncpg.Connection) -> Figures:
         figures.dlq_end, figures.dlq_previous = await _dlq(conn, kafka)
     except Exception as exc:
         figures.errors.append(f"cannot read the dead-letter topic: {exc!r}")
+    try:
+        figures.macro = await _macro(conn)
+    except Exception as exc:
+        figures.errors.append(f"cannot read the macro series: {exc}")
+    try:
+        figures.macro_sink_lag = await consumer_lag(
+            kafka, cfg.macro_sink_group, kafka.topic_name(MACRO)
+        )
+    except Exception as exc:
+        figures.errors.append(f"cannot measure the lag of {cfg.macro_sink_group}: {exc!r}")
+    try:
+        figures.macro_dlq_end, figures.macro_dlq_previous = await _dlq(conn, kafka, MACRO_DLQ)
+    except Exception as exc:
+        figures.errors.append(f"cannot read the macro dead-letter topic: {exc!r}")
     urls = cfg.health_urls()
     answers = await asyncio.gather(
         *(asyncio.to_thread(worker_health, url, cfg.health_timeout_s) for url in urls.values())

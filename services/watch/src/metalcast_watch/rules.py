@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from metalcast_core import BATCH_LOADED, TICKS, TICKS_DLQ
+from metalcast_core import BATCH_LOADED, MACRO, MACRO_DLQ, TICKS, TICKS_DLQ
 from metalcast_watch.config import WatchSection
 
 
@@ -30,6 +30,12 @@ class Figures:
     # The workers' /healthz answers: name -> {"url", "status" (None: no answer), "body" or
     # "error"}.
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Macro series: series id -> {"frequency", "publication_lag_days", "newest_date" (None:
+    # no observation), "newest_vintage", "last_loaded"}.
+    macro: dict[str, dict[str, Any]] = field(default_factory=dict)
+    macro_sink_lag: int | None = None
+    macro_dlq_end: int | None = None
+    macro_dlq_previous: int | None = None
     errors: list[str] = field(default_factory=list)
 
     def as_json(self) -> str:
@@ -96,6 +102,53 @@ def evaluate(figures: Figures, cfg: WatchSection) -> list[str]:
         problem = worker_problem(name, seen)
         if problem is not None:
             problems.append(problem)
+    problems += macro_problems(figures, cfg)
+    return problems
+
+
+# Days between two observations of a series, by its macro.series frequency.
+PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92}
+
+
+def macro_problems(figures: Figures, cfg: WatchSection) -> list[str]:
+    """Stale macro series (each named), the macro sink's lag, the macro DLQ growing."""
+    problems = []
+    today = figures.checked_at.date()
+    for series, seen in sorted(figures.macro.items()):
+        newest = seen.get("newest_date")
+        if newest is None:
+            if cfg.require_macro:
+                problems.append(f"no observation of the macro series {series} at all")
+            continue
+        allowed = (
+            PERIOD_DAYS.get(str(seen.get("frequency")), 1)
+            + int(seen.get("publication_lag_days") or 0)
+            + cfg.macro_slack_days
+        )
+        age = (today - newest).days
+        if age > allowed:
+            problems.append(
+                f"stale macro series {series}: the newest observation is for {newest} "
+                f"({age} days old; {seen.get('frequency')} with a "
+                f"{seen.get('publication_lag_days')}-day publication lag allows {allowed}), "
+                f"last loaded {seen.get('last_loaded')}"
+            )
+    if figures.macro_sink_lag is not None and figures.macro_sink_lag > cfg.max_sink_lag:
+        problems.append(
+            f"the macro sink ({cfg.macro_sink_group}) lags {figures.macro_sink_lag} messages "
+            f"on {MACRO.name} (threshold {cfg.max_sink_lag})"
+        )
+    if (
+        cfg.fail_on_dlq_growth
+        and figures.macro_dlq_end is not None
+        and figures.macro_dlq_previous is not None
+        and figures.macro_dlq_end > figures.macro_dlq_previous
+    ):
+        problems.append(
+            f"the dead-letter topic {MACRO_DLQ.name} grew by "
+            f"{figures.macro_dlq_end - figures.macro_dlq_previous} messages since the previous "
+            f"watch run ({figures.macro_dlq_previous} -> {figures.macro_dlq_end})"
+        )
     return problems
 
 
