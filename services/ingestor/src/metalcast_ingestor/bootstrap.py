@@ -286,7 +286,7 @@ def fred_source(
     if not key:
         raise ValueError(f"FRED needs an API key: set {KEY_SETTING}")
     retry = retry or RetryPolicy(attempts=ing.max_attempts, min_interval=ing.fred_min_interval_s)
-    return FredSource(client, key, retry)
+    return FredSource(client, key, retry, base_url=ing.fred_base_url)
 
 
 async def macro(

@@ -47,6 +47,8 @@ class IngestSection(BaseModel):
     daily_requests: dict[str, int] = Field(default_factory=lambda: {"alphavantage": 25})
     # FRED (`metalcast ingest macro`, docs/macro.md): the key (METALCAST_INGEST__FRED_API_KEY).
     fred_api_key: SecretStr | None = None
+    # FRED's address (https://api.stlouisfed.org when unset): a mirror or a proxy.
+    fred_base_url: str | None = None
     # The series pulled; empty: the rows of macro.series (the built-in five when the database
     # cannot be read).
     macro_series: list[str] = Field(default_factory=list)
@@ -55,7 +57,7 @@ class IngestSection(BaseModel):
     macro_recent_days: int = Field(default=120, ge=1)
     # `metalcast ingest macro --schedule` pulls at start and then every day at this UTC time
     # (FRED posts the H.15 rates around 16:15 US Eastern, 21:15 UTC; the dollar index weekly).
-    macro_daily_at: time = time(22, 0)
+    macro_daily_at: time = time(22, 30)
     # The least time between two FRED requests: it allows 120 a minute per key.
     fred_min_interval_s: float = Field(default=0.5, ge=0)
 
