@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from datetime import UTC, date, datetime, time
+from datetime import date
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
@@ -30,7 +30,7 @@ from metalcast_core import (
 )
 from metalcast_sink.config import SinkSettings
 from metalcast_sink.consuming import Connect
-from metalcast_sink.loading import TableLoad, TableSink, record_batch
+from metalcast_sink.loading import TableLoad, TableSink, record_daily_batch
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,6 @@ FROM written
 """
 
 
-def _day_start(day: date | None) -> datetime | None:
-    return None if day is None else datetime.combine(day, time(0), tzinfo=UTC)
-
-
 def latest_per_key(bars: Sequence[PriceBar]) -> list[PriceBar]:
     """One bar per (symbol, date, source): the last one in the batch (a later fetch)."""
     keyed: dict[tuple[str, date, str], PriceBar] = {}
@@ -112,21 +108,7 @@ async def write_bars(
             columns[name].append(value)
     async with conn.transaction():
         row = await conn.fetchrow(_WRITE_BARS, *(columns[n] for n in BAR_COLUMNS))
-        assert row is not None
-        if row["written"] == 0:
-            return None
-        event = BatchLoaded(
-            symbols=sorted(row["symbols"]),
-            first_hour=_day_start(row["first_day"]),
-            last_hour=_day_start(row["last_day"]),
-            rows_inserted=row["written"],
-            ticks_received=received,
-            duplicates=received - dead_lettered - row["written"],
-            dead_lettered=dead_lettered,
-            table="prices.bars",
-        )
-        await record_batch(conn, event)
-    return event
+        return await record_daily_batch(conn, row, received, dead_lettered, "prices.bars")
 
 
 class BarTable(TableLoad[PriceBar]):

@@ -135,3 +135,15 @@ async def commit_owned(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition,
         # their new owner re-reads these messages; the writes are idempotent, so that is
         # harmless.
         log.warning("offset commit failed after a rebalance; the batch will be re-read")
+
+
+async def caught_up(consumer: AIOKafkaConsumer) -> bool:
+    """Whether every assigned partition is read to its end (no assignment yet: not)."""
+    assignment = consumer.assignment()
+    if not assignment:
+        return False
+    ends = await consumer.end_offsets(list(assignment))
+    for tp in assignment:
+        if await consumer.position(tp) < ends[tp]:
+            return False
+    return True

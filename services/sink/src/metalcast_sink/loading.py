@@ -16,7 +16,8 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from datetime import UTC, date, datetime, time
+from typing import Generic, Literal, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -34,14 +35,16 @@ from metalcast_sink.consuming import (
     Connect,
     Record,
     RetryingConnection,
+    caught_up,
     commit_owned,
     dead_letter,
 )
-from metalcast_sink.writer import mark_published, save_positions
+from metalcast_sink.writer import mark_published, outbox_args, save_positions
 
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
+LoadedTable = Literal["prices.bars", "macro.observations"]
 
 
 @dataclass
@@ -68,6 +71,9 @@ class TableLoad(ABC, Generic[E]):
     dlq: Topic[DeadLetter]
     consumer: str  # its rows in pipeline.consumer_positions
     what: str = "record"
+
+    async def refresh(self, conn: asyncpg.Connection) -> None:
+        """Before each batch is decoded: re-read what the checks use (default: nothing)."""
 
     @abstractmethod
     def problem(self, item: E) -> str | None:
@@ -115,6 +121,7 @@ class TableSink(Generic[E]):
                     if until_idle and await self._caught_up():
                         break
                     continue
+                await self._db.run(self._table.refresh)
                 await self.store(self.decode(fetched))
         finally:
             await self._db.close()
@@ -174,14 +181,7 @@ class TableSink(Generic[E]):
         self.stats.reasons += [d.reason for d in batch.dead[:room]]
 
     async def _caught_up(self) -> bool:
-        assignment = self._consumer.assignment()
-        if not assignment:
-            return False
-        ends = await self._consumer.end_offsets(list(assignment))
-        for tp in assignment:
-            if await self._consumer.position(tp) < ends[tp]:
-                return False
-        return True
+        return await caught_up(self._consumer)
 
 
 _RECORD_BATCH = """
@@ -192,19 +192,32 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11)
 """
 
 
-async def record_batch(conn: asyncpg.Connection, event: BatchLoaded) -> None:
-    """The batch's row in ``pipeline.batches`` (its outbox entry, target = ``event.table``)."""
-    await conn.execute(
-        _RECORD_BATCH,
-        event.batch_id,
-        event.loaded_at,
-        event.symbols,
-        event.first_hour,
-        event.last_hour,
-        event.ticks_received,
-        event.rows_inserted,
-        event.duplicates,
-        event.dead_lettered,
-        event.model_dump_json(),
-        event.table,
+def _day_start(day: date | None) -> datetime | None:
+    return None if day is None else datetime.combine(day, time(0), tzinfo=UTC)
+
+
+async def record_daily_batch(
+    conn: asyncpg.Connection,
+    written: asyncpg.Record | None,
+    received: int,
+    dead_lettered: int,
+    table: LoadedTable,
+) -> BatchLoaded | None:
+    """The event of a batch of daily rows, recorded in ``pipeline.batches`` (its outbox row,
+    target = ``table``); ``None`` when nothing was written. ``written``: the write's summary
+    (``written`` rows, their ``symbols``, ``first_day`` and ``last_day``, at 00:00 UTC in the
+    event)."""
+    if written is None or written["written"] == 0:
+        return None
+    event = BatchLoaded(
+        symbols=sorted(written["symbols"]),
+        first_hour=_day_start(written["first_day"]),
+        last_hour=_day_start(written["last_day"]),
+        rows_inserted=written["written"],
+        ticks_received=received,
+        duplicates=received - dead_lettered - written["written"],
+        dead_lettered=dead_lettered,
+        table=table,
     )
+    await conn.execute(_RECORD_BATCH, *outbox_args(event), event.table)
+    return event

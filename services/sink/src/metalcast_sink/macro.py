@@ -16,7 +16,6 @@ symbols and the first and last observation dates (00:00 UTC) as its hours.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import UTC, date, datetime, time
 from typing import Any
 
 import asyncpg
@@ -32,7 +31,7 @@ from metalcast_core import (
 )
 from metalcast_sink.config import SinkSettings
 from metalcast_sink.consuming import Connect
-from metalcast_sink.loading import TableLoad, TableSink, record_batch
+from metalcast_sink.loading import TableLoad, TableSink, record_daily_batch
 
 _WRITE = """
 WITH data AS (
@@ -54,15 +53,11 @@ written AS (
     RETURNING series_id, date
 )
 SELECT count(*)::int AS written,
-       coalesce(array_agg(DISTINCT series_id), '{}') AS series,
+       coalesce(array_agg(DISTINCT series_id), '{}') AS symbols,
        min(date) AS first_day,
        max(date) AS last_day
 FROM written
 """
-
-
-def _day_start(day: date | None) -> datetime | None:
-    return None if day is None else datetime.combine(day, time(0), tzinfo=UTC)
 
 
 async def load_series(conn: asyncpg.Connection) -> set[str]:
@@ -94,35 +89,27 @@ async def write_observations(
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     async with conn.transaction():
-        result = await conn.fetchrow(_WRITE, *columns)
-        assert result is not None
-        if result["written"] == 0:
-            return None
-        event = BatchLoaded(
-            symbols=sorted(result["series"]),
-            first_hour=_day_start(result["first_day"]),
-            last_hour=_day_start(result["last_day"]),
-            rows_inserted=result["written"],
-            ticks_received=received,
-            duplicates=received - dead_lettered - result["written"],
-            dead_lettered=dead_lettered,
-            table="macro.observations",
+        written = await conn.fetchrow(_WRITE, *columns)
+        return await record_daily_batch(
+            conn, written, received, dead_lettered, "macro.observations"
         )
-        await record_batch(conn, event)
-    return event
 
 
 class MacroTable(TableLoad[MacroObservation]):
     """``macro.observations.v1`` into ``macro.observations``; ``series``: the rows of
-    ``macro.series`` (filled by ``prepare``, re-read when a batch names one it lacks)."""
+    ``macro.series``, read again before each batch (a series added there is accepted from the
+    next batch on, without a restart)."""
 
     topic = MACRO
     dlq = MACRO_DLQ
     consumer = "sink-macro"
     what = "macro observation"
 
-    def __init__(self, series: Collection[str]) -> None:
-        self.series = series
+    def __init__(self, series: Collection[str] = ()) -> None:
+        self.series = frozenset(series)
+
+    async def refresh(self, conn: asyncpg.Connection) -> None:
+        self.series = frozenset(await load_series(conn))
 
     def problem(self, item: MacroObservation) -> str | None:
         return macro_problem(item, self.series, utcnow())
@@ -143,12 +130,5 @@ def macro_sink(
     producer: AIOKafkaProducer,
     connect: Connect,
 ) -> TableSink[MacroObservation]:
-    """The macro loop (``metalcast sink macro``): ``macro.series`` read before the first
-    batch (retried while the database is unreachable)."""
-    series: set[str] = set()
-
-    async def prepare(conn: asyncpg.Connection) -> None:
-        series.update(await load_series(conn))
-
-    table = MacroTable(series)
-    return TableSink(settings, consumer, producer, connect, table, prepare)
+    """The macro loop (``metalcast sink macro``)."""
+    return TableSink(settings, consumer, producer, connect, MacroTable())

@@ -40,6 +40,7 @@ from metalcast_sink.consuming import (
     DB_UNAVAILABLE,
     Connect,
     RetryingConnection,
+    caught_up,
     commit_owned,
     dead_letter,
 )
@@ -529,16 +530,7 @@ class Sink:
         return seeks
 
     async def _caught_up(self) -> bool:
-        if not self._settled.is_set():
-            return False
-        assignment = self._consumer.assignment()
-        if not assignment:
-            return False
-        ends = await self._consumer.end_offsets(list(assignment))
-        for tp in assignment:
-            if await self._consumer.position(tp) < ends[tp]:
-                return False
-        return True
+        return self._settled.is_set() and await caught_up(self._consumer)
 
 
 class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]

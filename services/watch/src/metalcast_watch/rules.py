@@ -87,17 +87,10 @@ def evaluate(figures: Figures, cfg: WatchSection) -> list[str]:
             f"the trainer ({cfg.trainer_group}) lags {figures.trainer_lag} messages on "
             f"{BATCH_LOADED.name} (threshold {cfg.max_trainer_lag})"
         )
-    if (
-        cfg.fail_on_dlq_growth
-        and figures.dlq_end is not None
-        and figures.dlq_previous is not None
-        and figures.dlq_end > figures.dlq_previous
+    if cfg.fail_on_dlq_growth and (
+        grew := dlq_growth(TICKS_DLQ.name, figures.dlq_end, figures.dlq_previous)
     ):
-        problems.append(
-            f"the dead-letter topic {TICKS_DLQ.name} grew by "
-            f"{figures.dlq_end - figures.dlq_previous} messages since the previous watch run "
-            f"({figures.dlq_previous} -> {figures.dlq_end})"
-        )
+        problems.append(grew)
     for name, seen in sorted(figures.workers.items()):
         problem = worker_problem(name, seen)
         if problem is not None:
@@ -138,18 +131,21 @@ def macro_problems(figures: Figures, cfg: WatchSection) -> list[str]:
             f"the macro sink ({cfg.macro_sink_group}) lags {figures.macro_sink_lag} messages "
             f"on {MACRO.name} (threshold {cfg.max_sink_lag})"
         )
-    if (
-        cfg.fail_on_dlq_growth
-        and figures.macro_dlq_end is not None
-        and figures.macro_dlq_previous is not None
-        and figures.macro_dlq_end > figures.macro_dlq_previous
+    if cfg.fail_on_dlq_growth and (
+        grew := dlq_growth(MACRO_DLQ.name, figures.macro_dlq_end, figures.macro_dlq_previous)
     ):
-        problems.append(
-            f"the dead-letter topic {MACRO_DLQ.name} grew by "
-            f"{figures.macro_dlq_end - figures.macro_dlq_previous} messages since the previous "
-            f"watch run ({figures.macro_dlq_previous} -> {figures.macro_dlq_end})"
-        )
+        problems.append(grew)
     return problems
+
+
+def dlq_growth(topic: str, end: int | None, previous: int | None) -> str | None:
+    """A dead-letter topic that grew since the previous watch run, as a problem."""
+    if end is None or previous is None or end <= previous:
+        return None
+    return (
+        f"the dead-letter topic {topic} grew by {end - previous} messages since the previous "
+        f"watch run ({previous} -> {end})"
+    )
 
 
 def worker_problem(name: str, seen: dict[str, Any]) -> str | None:
