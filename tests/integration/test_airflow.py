@@ -244,7 +244,7 @@ def test_market_data_bulk_dag_publishes_prices_features_and_a_model(
 
 
 @contextmanager
-def _fred_server() -> Iterator[str]:
+def fred_server() -> Iterator[str]:
     """FRED's /fred/series/observations on 127.0.0.1, answering recorded payloads by series
     (DGS10, DTWEXBGS; any other series: FRED's "series does not exist" error)."""
     from tests.unit.ingestor.ingestor_kit import FIXTURES
@@ -282,15 +282,18 @@ def _fred_server() -> Iterator[str]:
         thread.join(10)
 
 
-async def test_macro_dag_pulls_fred_into_the_macro_table_and_fails_naming_a_refused_series(
+async def test_macro_dag_pulls_fred_into_the_macro_table(
     airflow_venv: AirflowVenv, pg_settings: PostgresSettings, kafka_settings: KafkaSettings
 ) -> None:
+    """The daily pull on the real Airflow against a local FRED: the observations land (a
+    series FRED refuses failing the task is tested in test_macro_ingest.py: here the task's
+    retries would wait for minutes)."""
     from metalcast_sink.bootstrap import run_macro_sink
     from tests.support import FAST_GROUP, sink_settings
 
     sink = sink_settings(pg_settings, kafka_settings)
     sink.sink.macro_group_id = f"macro-{uuid.uuid4().hex[:8]}"
-    with _fred_server() as fred:
+    with fred_server() as fred:
         env = _env(
             pg_settings,
             METALCAST_KAFKA__TOPIC_PREFIX=kafka_settings.topic_prefix,
@@ -299,20 +302,12 @@ async def test_macro_dag_pulls_fred_into_the_macro_table_and_fails_naming_a_refu
             METALCAST_INGEST__MACRO_SERIES='["DGS10", "DTWEXBGS"]',
         )
         pulled, output = airflow_venv.run(["test", "metalcast_macro"], env)
-        assert pulled["state"] == "success", output[-5000:]
-        assert pulled["tasks"] == {"pull_macro": "success"}
-        stats = await run_macro_sink(sink, until_idle=True, consumer_options=FAST_GROUP)
-        assert stats.rows_written == 7 + 6
-        refused, output = airflow_venv.run(
-            ["test", "metalcast_macro"],
-            {**env, "METALCAST_INGEST__MACRO_SERIES": '["DGS10", "NOSUCH"]'},
-        )
-    assert refused["state"] == "failed"
-    assert "FRED refused: NOSUCH: FRED refused the request: 400: Bad Request." in output
+    assert pulled["state"] == "success", output[-5000:]
+    assert pulled["tasks"] == {"pull_macro": "success"}
+    assert '"by_series": {"DGS10": 7, "DTWEXBGS": 6}' in output
     assert "f" * 32 not in output
-    # The second pull published DGS10 again before failing: nothing is stored twice.
-    again = await run_macro_sink(sink, until_idle=True, consumer_options=FAST_GROUP)
-    assert (again.received, again.rows_written) == (7, 0)
+    stats = await run_macro_sink(sink, until_idle=True, consumer_options=FAST_GROUP)
+    assert stats.rows_written == 7 + 6
     conn = await asyncpg.connect(pg_settings.url)
     try:
         rows = await conn.fetch(

@@ -7,6 +7,7 @@ and the bad rows end in the DLQ."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date
 from typing import Any
@@ -208,3 +209,25 @@ async def test_the_sink_dead_letters_a_series_not_in_macro_series(
     assert MACRO.decode(letters[0].original).series_id == "GDP"
     stored = await fetch(pg_settings, "SELECT series_id FROM macro.observations")
     assert [r["series_id"] for r in stored] == ["DGS10"]
+
+
+async def test_the_daily_task_publishes_what_fred_serves_and_fails_naming_a_refused_series(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    """What Airflow's metalcast_macro task runs (`tasks.pull_macro`), against a local FRED."""
+    from metalcast_ingestor.tasks import MacroPullFailed, pull_macro
+    from tests.integration.test_airflow import fred_server
+
+    ingestor, _ = _settings(pg_settings, kafka_settings)
+    with fred_server() as fred:
+        ingestor.ingest.fred_base_url = fred
+        ingestor.ingest.macro_series = ["DGS10", "NOSUCH"]
+        with pytest.raises(MacroPullFailed) as failed:
+            await asyncio.to_thread(pull_macro, ingestor)
+    assert str(failed.value) == (
+        "FRED refused: NOSUCH: FRED refused the request: 400: Bad Request.  The series does "
+        "not exist."
+    )
+    published = [MACRO.decode(v) for v in await read_all(kafka_settings, MACRO)]
+    assert sorted({o.series_id for o in published}) == ["DGS10"]
+    assert len(published) == 7
