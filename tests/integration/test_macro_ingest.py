@@ -12,6 +12,7 @@ import uuid
 from datetime import date
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -231,3 +232,35 @@ async def test_the_daily_task_publishes_what_fred_serves_and_fails_naming_a_refu
     published = [MACRO.decode(v) for v in await read_all(kafka_settings, MACRO)]
     assert sorted({o.series_id for o in published}) == ["DGS10"]
     assert len(published) == 7
+
+
+async def test_a_restored_database_re_reads_from_the_positions_stored_with_its_rows(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    """The macro loop resumes from pipeline.consumer_positions, not Kafka's committed
+    offsets: a database put back to before a load (as a restore does) gets it again."""
+    _, sink = _settings(pg_settings, kafka_settings)
+    obs = [
+        MacroObservation(
+            series_id="DFF",
+            date=date(2026, 11, day),
+            realtime_start=date(2026, 11, day + 1),
+            realtime_end=date(9999, 12, 31),
+            value=3.58,
+        )
+        for day in range(16, 21)
+    ]
+    await produce_raw(kafka_settings, MACRO, [(b"DFF", MACRO.encode(o)) for o in obs])
+    first = await run_macro_sink(sink, until_idle=True, consumer_options=FAST_GROUP)
+    assert first.rows_written == 5
+    conn = await asyncpg.connect(pg_settings.url)
+    try:  # back to before the load, positions included (the group's commits stay at the end)
+        await conn.execute("DELETE FROM macro.observations")
+        await conn.execute(
+            "UPDATE pipeline.consumer_positions SET next_offset = 0 WHERE consumer = 'sink-macro'"
+        )
+    finally:
+        await conn.close()
+    again = await run_macro_sink(sink, until_idle=True, consumer_options=FAST_GROUP)
+    assert (again.received, again.rows_written) == (5, 5)
+    assert await fetchval(pg_settings, "SELECT count(*) FROM macro.observations") == 5

@@ -140,7 +140,7 @@ async def _run_table(
     await ensure_topics(settings.kafka)
     consumer = make_consumer(
         settings.kafka,
-        [settings.kafka.topic_name(topic)],
+        [],  # subscribed below, with the listener that resumes from the database
         group_id=group_id,
         max_poll_records=settings.sink.max_batch,
         **(consumer_options or {}),
@@ -148,12 +148,14 @@ async def _run_table(
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
-        await consumer.start()
-        try:
-            async with _catalogue(settings) as known:
-                return await build(consumer, producer, known).run(stop=stop, until_idle=until_idle)
-        finally:
-            await consumer.stop()
+        async with _catalogue(settings) as known:
+            sink = build(consumer, producer, known)
+            consumer.subscribe([settings.kafka.topic_name(topic)], listener=sink.listener())
+            await consumer.start()
+            try:
+                return await sink.run(stop=stop, until_idle=until_idle)
+            finally:
+                await consumer.stop()
     finally:
         await producer.stop()
 

@@ -5,7 +5,7 @@ connection to PostgreSQL, dead letters of consumed records, offset commits."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import TypeAlias, TypeVar
 
 import asyncpg
@@ -147,3 +147,55 @@ async def caught_up(consumer: AIOKafkaConsumer) -> bool:
         if await consumer.position(tp) < ends[tp]:
             return False
     return True
+
+
+async def seek_to_stored(
+    consumer: AIOKafkaConsumer,
+    assigned: Collection[TopicPartition],
+    saved: Mapping[tuple[str, int], int],
+) -> dict[TopicPartition, int]:
+    """Seek each of ``assigned`` to its position stored with the rows (``saved``: (topic,
+    partition) -> next offset); returns the seeks made.
+
+    A stored position older than the partition's earliest retained offset means messages
+    the database had (it was restored, say) are gone from Kafka: said loudly, then the
+    partition resumes from its earliest offset. One past the log's end (the topic was
+    recreated) is left to Kafka's committed offset. No stored position: the same."""
+    known = [tp for tp in assigned if (tp.topic, tp.partition) in saved]
+    if not known:
+        return {}
+    earliest = await consumer.beginning_offsets(known)
+    ends = await consumer.end_offsets(known)
+    seeks: dict[TopicPartition, int] = {}
+    for tp in sorted(known):
+        position = saved[(tp.topic, tp.partition)]
+        if position < earliest[tp]:
+            log.error(
+                "%s[%d]: the database has read up to offset %d, but Kafka keeps only "
+                "offsets %d and later: messages %d..%d are gone and cannot be re-read",
+                tp.topic,
+                tp.partition,
+                position,
+                earliest[tp],
+                position,
+                earliest[tp] - 1,
+            )
+            position = earliest[tp]
+        elif position > ends[tp]:
+            log.warning(
+                "%s[%d]: stored position %d is past the log's end %d (a recreated "
+                "topic?): resuming from Kafka's committed offset",
+                tp.topic,
+                tp.partition,
+                position,
+                ends[tp],
+            )
+            continue
+        consumer.seek(tp, position)
+        seeks[tp] = position
+    log.info(
+        "resumed %d partition(s) from the database's positions: %s",
+        len(seeks),
+        ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in seeks.items()),
+    )
+    return seeks

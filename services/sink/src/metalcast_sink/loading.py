@@ -11,16 +11,22 @@ the write of a batch (which records the batch in ``pipeline.batches`` and return
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
 
 from metalcast_core import (
     BATCH_LOADED,
@@ -38,8 +44,9 @@ from metalcast_sink.consuming import (
     caught_up,
     commit_owned,
     dead_letter,
+    seek_to_stored,
 )
-from metalcast_sink.writer import mark_published, outbox_args, save_positions
+from metalcast_sink.writer import load_positions, mark_published, outbox_args, save_positions
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +109,15 @@ class TableSink(Generic[E]):
         self._table = table
         self._prepare = prepare
         cfg = settings.sink
+        self._connect = connect
         self._db = RetryingConnection(connect, cfg.db_retry_initial_s, cfg.db_retry_max_s)
         self._dlq_topic = settings.kafka.topic_name(table.dlq)
         self._loaded_topic = settings.kafka.topic_name(BATCH_LOADED)
         self.stats = LoadStats()
+        # Clear while a rebalance is under way (with :meth:`listener`): nothing is fetched
+        # and "caught up" is not decided until each partition is at its stored position.
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     async def run(self, stop: asyncio.Event | None = None, until_idle: bool = False) -> LoadStats:
         stop = stop or asyncio.Event()
@@ -114,6 +126,10 @@ class TableSink(Generic[E]):
             if self._prepare is not None:
                 await self._db.run(self._prepare)
             while not stop.is_set():
+                if not self._settled.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._settled.wait(), cfg.batch_timeout_ms / 1000)
+                    continue
                 fetched = await self._consumer.getmany(
                     timeout_ms=cfg.batch_timeout_ms, max_records=cfg.max_batch
                 )
@@ -181,7 +197,51 @@ class TableSink(Generic[E]):
         self.stats.reasons += [d.reason for d in batch.dead[:room]]
 
     async def _caught_up(self) -> bool:
-        return await caught_up(self._consumer)
+        return self._settled.is_set() and await caught_up(self._consumer)
+
+    def listener(self) -> ConsumerRebalanceListener:
+        """Subscribe with this: each assigned partition resumes from the position stored with
+        the rows (``pipeline.consumer_positions``), as the tick loop does; a restored
+        database re-reads what was published after its backup."""
+        self._settled.clear()  # until the first assignment is settled
+        return _ResumeFromDatabase(self)
+
+    def rebalancing(self) -> None:
+        self._settled.clear()
+
+    async def resume(self, assigned: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+        """Seek each of ``assigned`` to its stored position (its own connection: a batch may
+        be in the writer's hands); fetching goes on when this returns."""
+        try:
+            if not assigned:
+                return {}
+            topics = sorted({tp.topic for tp in assigned})
+
+            async def load() -> dict[tuple[str, int], int]:
+                async for attempt in self._db.retrying():
+                    with attempt:
+                        conn = await self._connect()
+                        try:
+                            return await load_positions(conn, topics, self._table.consumer)
+                        finally:
+                            await conn.close()
+                raise AssertionError("unreachable")
+
+            return await seek_to_stored(self._consumer, assigned, await load())
+        finally:
+            self._settled.set()
+
+
+class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, sink: TableSink[Any]) -> None:
+        self._sink = sink
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # A batch in hand stores its positions with its rows, or is re-read.
+        self._sink.rebalancing()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._sink.resume(assigned)
 
 
 _RECORD_BATCH = """

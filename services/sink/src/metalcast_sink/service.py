@@ -43,6 +43,7 @@ from metalcast_sink.consuming import (
     caught_up,
     commit_owned,
     dead_letter,
+    seek_to_stored,
 )
 from metalcast_sink.decoding import decode_values
 from metalcast_sink.writer import (
@@ -489,45 +490,7 @@ class Sink:
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
             return {}
-        saved = loading.result()
-        known = [tp for tp in assigned if (tp.topic, tp.partition) in saved]
-        if not known:
-            return {}
-        earliest = await self._consumer.beginning_offsets(known)
-        ends = await self._consumer.end_offsets(known)
-        seeks: dict[TopicPartition, int] = {}
-        for tp in sorted(known):
-            position = saved[(tp.topic, tp.partition)]
-            if position < earliest[tp]:
-                log.error(
-                    "%s[%d]: the database has read up to offset %d, but Kafka keeps only "
-                    "offsets %d and later: messages %d..%d are gone and cannot be re-read",
-                    tp.topic,
-                    tp.partition,
-                    position,
-                    earliest[tp],
-                    position,
-                    earliest[tp] - 1,
-                )
-                position = earliest[tp]
-            elif position > ends[tp]:
-                log.warning(
-                    "%s[%d]: stored position %d is past the log's end %d (a recreated "
-                    "topic?): resuming from Kafka's committed offset",
-                    tp.topic,
-                    tp.partition,
-                    position,
-                    ends[tp],
-                )
-                continue
-            self._consumer.seek(tp, position)
-            seeks[tp] = position
-        log.info(
-            "resumed %d partition(s) from the database's positions: %s",
-            len(seeks),
-            ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in seeks.items()),
-        )
-        return seeks
+        return await seek_to_stored(self._consumer, assigned, loading.result())
 
     async def _caught_up(self) -> bool:
         return self._settled.is_set() and await caught_up(self._consumer)
