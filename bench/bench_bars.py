@@ -164,7 +164,7 @@ async def main(n_instruments: int, years: int) -> None:
         again = await run_bar_sink(replay, until_idle=True, consumer_options=FAST_GROUP)
         replay_s = time.perf_counter() - started
         print(
-            f"replay (all {again.bars_received:,} again)     {len(bars) / replay_s:>10,.0f} "
+            f"replay (all {again.received:,} again)     {len(bars) / replay_s:>10,.0f} "
             f"bars/s, {again.rows_written} written",
             flush=True,
         )

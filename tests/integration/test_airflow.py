@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
@@ -101,6 +106,11 @@ def test_dagbag_has_no_import_errors_and_the_schedules_are_the_issue_s(
     assert watch["tasks"] == ["check_pipeline"]
     assert not backup["catchup"]
     assert not watch["catchup"]
+    macro = bag["dags"]["metalcast_macro"]
+    assert macro["schedule"] == "30 22 * * *"
+    assert macro["tasks"] == ["pull_macro"]
+    assert macro["retries"]["pull_macro"] >= 1
+    assert not macro["catchup"]
 
 
 def _env(pg: PostgresSettings, **more: str) -> dict[str, str]:
@@ -231,3 +241,79 @@ def test_market_data_bulk_dag_publishes_prices_features_and_a_model(
         "bulk/features/CURRENT",
         "models/VOLUME/1/volume.lgb.txt",
     } <= keys
+
+
+@contextmanager
+def fred_server() -> Iterator[str]:
+    """FRED's /fred/series/observations on 127.0.0.1, answering recorded payloads by series
+    (DGS10, DTWEXBGS; any other series: FRED's "series does not exist" error)."""
+    from tests.unit.ingestor.ingestor_kit import FIXTURES
+
+    answers = {
+        "DGS10": FIXTURES / "fred" / "observations_DGS10.json",
+        "DTWEXBGS": FIXTURES / "fred" / "observations_DTWEXBGS_first.json",
+    }
+    unknown = json.loads((FIXTURES / "fred" / "error_unknown_series.response.json").read_text())
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            series = parse_qs(url.query).get("series_id", [""])[0]
+            if url.path != "/fred/series/observations" or series not in answers:
+                status, body = 400, json.dumps(unknown["body"]).encode()
+            else:
+                status, body = 200, answers[series].read_bytes()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+async def test_macro_dag_pulls_fred_into_the_macro_table(
+    airflow_venv: AirflowVenv, pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    """The daily pull on the real Airflow against a local FRED: the observations land (a
+    series FRED refuses failing the task is tested in test_macro_ingest.py: here the task's
+    retries would wait for minutes)."""
+    from metalcast_sink.bootstrap import run_macro_sink
+    from tests.support import FAST_GROUP, sink_settings
+
+    sink = sink_settings(pg_settings, kafka_settings)
+    sink.sink.macro_group_id = f"macro-{uuid.uuid4().hex[:8]}"
+    with fred_server() as fred:
+        env = _env(
+            pg_settings,
+            METALCAST_KAFKA__TOPIC_PREFIX=kafka_settings.topic_prefix,
+            METALCAST_INGEST__FRED_API_KEY="f" * 32,
+            METALCAST_INGEST__FRED_BASE_URL=fred,
+            METALCAST_INGEST__MACRO_SERIES='["DGS10", "DTWEXBGS"]',
+        )
+        pulled, output = airflow_venv.run(["test", "metalcast_macro"], env)
+    assert pulled["state"] == "success", output[-5000:]
+    assert pulled["tasks"] == {"pull_macro": "success"}
+    assert '"by_series": {"DGS10": 7, "DTWEXBGS": 6}' in output
+    assert "f" * 32 not in output
+    stats = await run_macro_sink(sink, until_idle=True, consumer_options=FAST_GROUP)
+    assert stats.rows_written == 7 + 6
+    conn = await asyncpg.connect(pg_settings.url)
+    try:
+        rows = await conn.fetch(
+            "SELECT series_id, count(*) AS n, count(value) AS valued FROM macro.observations "
+            "GROUP BY series_id ORDER BY series_id"
+        )
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [("DGS10", 7, 6), ("DTWEXBGS", 6, 6)]

@@ -175,3 +175,48 @@ async def test_watch_asks_the_workers_healthz_and_names_an_unhealthy_sinks_reaso
     finally:
         await conn.close()
     assert json.loads(figures)["workers"]["sink"]["status"] == 503
+
+
+async def test_watch_names_each_stale_or_missing_macro_series_and_the_macro_dlq(
+    pg_settings: PostgresSettings, kafka_settings: KafkaSettings
+) -> None:
+    """Fresh macro series pass; one left behind is named with its allowance, one never loaded
+    is named where the macro pull is required, and the macro DLQ growing is reported."""
+    from metalcast_core import MACRO_DLQ
+
+    await seed_ticks(pg_settings, 400)
+    settings = _settings(pg_settings, kafka_settings)
+    settings.watch.require_macro = True
+    today = datetime.now(UTC).date()
+    conn = await asyncpg.connect(pg_settings.url)
+    try:
+        await conn.execute(
+            "INSERT INTO macro.observations (series_id, date, realtime_start, realtime_end, "
+            "value, fetched_at) SELECT s, d, d + 1, '9999-12-31', 4.2, now() "
+            "FROM unnest($1::text[], $2::date[]) AS x(s, d)",
+            ["DGS10", "DFII10", "T10YIE", "DTWEXBGS", "DFF"],
+            [today - timedelta(days=2)] * 3 + [today - timedelta(days=10)] * 2,
+        )
+    finally:
+        await conn.close()
+    with pytest.raises(WatchFailed) as failed:
+        await watch(settings)
+    text = str(failed.value)
+    # DTWEXBGS (a 7-day lag) is fine at 10 days; DFF (1 day) is not.
+    assert "stale macro series DFF: the newest observation is for" in text
+    assert "(10 days old; daily with a 1-day publication lag allows 6)" in text
+    assert "DTWEXBGS" not in text
+    assert text.count("stale macro series") == 1
+
+    conn = await asyncpg.connect(pg_settings.url)
+    try:
+        await conn.execute("DELETE FROM macro.observations WHERE series_id = 'DFF'")
+    finally:
+        await conn.close()
+    await produce_raw(kafka_settings, MACRO_DLQ, [(b"sink", b"{}")] * 2)
+    with pytest.raises(WatchFailed) as again:
+        await watch(settings)
+    assert "no observation of the macro series DFF at all" in str(again.value)
+    assert "macro.observations.dlq grew by 2 messages" in str(again.value)
+    settings.watch.require_macro = False
+    assert await watch(settings) == []

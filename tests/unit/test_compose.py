@@ -46,11 +46,11 @@ CREDENTIALS = (
 CONNECTION_SECTIONS = ("postgres", "kafka", "s3")
 # The documented exception: Airflow's services (built from airflow/Dockerfile) run Airflow's
 # CLI through the image's entrypoint, not one of our console scripts; their tasks run
-# metalcast_backup and metalcast_watch, so their METALCAST_* names must be fields of the
-# settings of one of them.
+# metalcast_backup, metalcast_watch and metalcast_ingestor (the macro pull), so their
+# METALCAST_* names must be fields of the settings of one of them.
 AIRFLOW_DOCKERFILE = ROOT / "airflow" / "Dockerfile"
 AIRFLOW_COMMANDS = {"api-server", "scheduler", "dag-processor", "triggerer"}
-AIRFLOW_TASKS_PACKAGES = ("metalcast_backup", "metalcast_watch")
+AIRFLOW_TASKS_PACKAGES = ("metalcast_backup", "metalcast_watch", "metalcast_ingestor")
 
 
 def _environment(service: dict[str, Any]) -> dict[str, Any]:
@@ -408,7 +408,8 @@ def test_each_service_logs_in_as_its_own_postgres_user(name: str) -> None:
     if url is None:
         assert "postgres" not in settings.connects_to, f"{name} connects to PostgreSQL"
         return
-    # A service built from another's package (sink-bars: the sink's bar loop) is that unit.
+    # A service built from another's package (sink-bars, sink-macro: the sink's bar and macro
+    # loops) is that unit.
     unit = "airflow" if _is_airflow(name) else _build_args(SERVICES[name]).get("SERVICE", name)
     expected = "metalcast" if name == "migrate" else f"metalcast_{unit}_login"
     assert _url_user(url) == expected

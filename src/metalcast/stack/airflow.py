@@ -2,10 +2,9 @@
 
 Airflow lives in a virtual environment of its own (``<cache>/airflow-<version>-py3.X``, made
 with ``uv venv`` + ``uv pip install``), beside ``metalcast-core``, ``metalcast-backup``,
-``metalcast-watch``, ``metalcast-models`` and ``metalcast-bulk`` installed editable from this
-repository, so its tasks run our code and our
-venv stays free of Airflow's dependencies. Metadata lives in the stack's PostgreSQL (database
-``airflow``).
+``metalcast-watch``, ``metalcast-models``, ``metalcast-bulk`` and ``metalcast-ingestor``
+installed editable from this repository, so its tasks run our code and our venv stays free
+of Airflow's dependencies. Metadata lives in the stack's PostgreSQL (database ``airflow``).
 Every component listens on 127.0.0.1 only: no ``airflow standalone`` (it opens log servers on
 all interfaces); the scheduler and triggerer run with ``--skip-serve-logs`` (logs are local
 files the api-server reads). The UI is ``http://127.0.0.1:<airflow_port>``; user ``admin``,
@@ -106,9 +105,10 @@ def install(config: StackConfig, log: Path) -> float:
         repo / "services" / "watch",
         repo / "libs" / "metalcast-models",
         repo / "services" / "bulk",
+        repo / "services" / "ingestor",
     ]
     deps = hashlib.sha256(b"".join((p / "pyproject.toml").read_bytes() for p in projects))
-    wanted = f"{VERSION} {repo} core,backup,watch,models,bulk {deps.hexdigest()[:16]}\n"
+    wanted = f"{VERSION} {repo} core,backup,watch,models,bulk,ingestor {deps.hexdigest()[:16]}\n"
     log.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(config.cache_dir / f".airflow-{VERSION}.lock"):
         if stamp.is_file() and stamp.read_text() == wanted:
@@ -143,6 +143,9 @@ def install(config: StackConfig, log: Path) -> float:
                 str(repo / "libs" / "metalcast-models"),
                 "-e",
                 str(repo / "services" / "bulk"),
+                # The metalcast_macro DAG's task (the FRED pull).
+                "-e",
+                str(repo / "services" / "ingestor"),
             ],
             log,
             env=env,

@@ -148,3 +148,59 @@ def test_a_bad_range_is_refused_before_anything_runs(calls: list[tuple[str, Any]
     assert result.exit_code == 2
     assert "is not before --to" in " ".join(result.output.replace("│", " ").split())
     assert calls == []
+
+
+# --- metalcast ingest macro ---------------------------------------------------------------
+
+
+def test_macro_hands_the_series_and_full_on_and_reports_refused_series(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[Any, bool]] = []
+
+    async def macro(settings: IngestorSettings, series: Any, full: bool) -> dict[str, Any]:
+        seen.append((series, full))
+        return {"published": 7, "failures": ["NOSUCH: FRED refused the request: 400: gone"]}
+
+    monkeypatch.setattr(bootstrap, "configure", lambda settings: None)
+    monkeypatch.setattr(bootstrap, "macro", macro)
+    result = runner.invoke(app, ["macro", "--full", "--series", "dgs10", "--series", "NOSUCH"])
+    assert seen == [(["DGS10", "NOSUCH"], True)]
+    assert result.exit_code == 1
+    assert '"published": 7' in result.stdout
+    assert "not fetched: NOSUCH: FRED refused the request: 400: gone" in result.output
+    daily = runner.invoke(app, ["macro"])
+    assert seen[-1] == (None, False)
+    assert daily.exit_code == 1
+
+
+def test_macro_without_a_key_stops_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    settings = IngestorSettings()
+    settings.ingest.fred_api_key = None
+    with pytest.raises(ValueError, match="set METALCAST_INGEST__FRED_API_KEY"):
+        bootstrap.fred_source(settings, httpx.AsyncClient())
+
+    async def macro(settings: IngestorSettings, series: Any, full: bool) -> dict[str, Any]:
+        return {"source": bootstrap.fred_source(settings, httpx.AsyncClient())}
+
+    monkeypatch.setattr(bootstrap, "configure", lambda settings: None)
+    monkeypatch.setattr(bootstrap, "macro", macro)
+    result = runner.invoke(make_app(lambda: settings), ["macro"])
+    assert result.exit_code == 1
+    assert "stopped: FRED needs an API key: set METALCAST_INGEST__FRED_API_KEY" in result.output
+
+
+def test_the_daily_pull_is_at_the_next_configured_utc_time() -> None:
+    from datetime import time
+
+    from metalcast_ingestor.runner import next_daily
+
+    at = time(22, 30)
+    assert next_daily(datetime(2026, 11, 30, 21, 0, tzinfo=UTC), at) == datetime(
+        2026, 11, 30, 22, 30, tzinfo=UTC
+    )
+    assert next_daily(datetime(2026, 11, 30, 22, 30, tzinfo=UTC), at) == datetime(
+        2026, 12, 1, 22, 30, tzinfo=UTC
+    )

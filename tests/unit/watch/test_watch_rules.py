@@ -101,11 +101,10 @@ def test_an_outbox_that_does_not_drain_is_reported() -> None:
 
 
 def test_the_watch_follows_every_dead_letter_topic_of_the_registry() -> None:
-    """Anything that can dead-letter is watched: every DeadLetter topic of the registry (the
-    macro one is wired by the macro work, which adds it to DEAD_LETTER_TOPICS)."""
-    from metalcast_core import ALL_TOPICS, MACRO_DLQ, DeadLetter
+    """Anything that can dead-letter is watched: every DeadLetter topic of the registry."""
+    from metalcast_core import ALL_TOPICS, DeadLetter
     from metalcast_watch.rules import DEAD_LETTER_TOPICS
 
-    registry = {t.name for t in ALL_TOPICS if t.event_type is DeadLetter} - {MACRO_DLQ.name}
-    assert {t.name for t in DEAD_LETTER_TOPICS} >= registry
-    assert {"prices.ticks.dlq", "prices.bars.dlq"} <= registry
+    registry = {t.name for t in ALL_TOPICS if t.event_type is DeadLetter}
+    assert {t.name for t in DEAD_LETTER_TOPICS} == registry
+    assert {"prices.ticks.dlq", "prices.bars.dlq", "macro.observations.dlq"} == registry

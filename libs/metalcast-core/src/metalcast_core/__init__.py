@@ -74,7 +74,7 @@ from metalcast_core._topics import (
     DecodeError,
     Topic,
 )
-from metalcast_core._validation import bar_problem, tick_problem
+from metalcast_core._validation import bar_problem, macro_problem, tick_problem
 
 __all__ = [
     "ALL_TOPICS",
@@ -133,6 +133,7 @@ __all__ = [
     "ensure_topics",
     "fetch_catalogue",
     "load_catalogue_file",
+    "macro_problem",
     "make_consumer",
     "make_producer",
     "make_s3_client",

@@ -76,3 +76,45 @@ def bar_problem(bar: BarFacts, known_symbols: Collection[str], now: datetime) ->
             f"close {bar.close:g}"
         )
     return None
+
+
+_Day = date  # the class below has a property named ``date``
+
+
+class MacroFacts(Protocol):
+    """What :func:`macro_problem` reads (a :class:`MacroObservation`)."""
+
+    @property
+    def series_id(self) -> str: ...
+
+    @property
+    def date(self) -> _Day: ...
+
+    @property
+    def realtime_start(self) -> _Day: ...
+
+    @property
+    def realtime_end(self) -> _Day: ...
+
+
+def macro_problem(
+    obs: MacroFacts, known_series: Collection[str] | None, now: datetime
+) -> str | None:
+    """Return why a macro observation must not be stored, or ``None`` if it is fine: a series
+    not in ``known_series`` (``macro.series``; ``None``: not checked here), a vintage that
+    ends before it starts, a date or a vintage more than a day ahead of UTC (FRED's
+    real-time clock runs on US time)."""
+    if known_series is not None and obs.series_id not in known_series:
+        return f"unknown series {obs.series_id!r}; not in macro.series"
+    where = f"{obs.series_id} {obs.date.isoformat()}"
+    if obs.realtime_end < obs.realtime_start:
+        return (
+            f"{where}: realtime_end {obs.realtime_end.isoformat()} is before realtime_start "
+            f"{obs.realtime_start.isoformat()}"
+        )
+    tomorrow = (now + timedelta(days=1)).date()
+    if obs.date > tomorrow:
+        return f"{where}: the date is in the future"
+    if obs.realtime_start > tomorrow:
+        return f"{where}: realtime_start {obs.realtime_start.isoformat()} is in the future"
+    return None

@@ -69,7 +69,8 @@ Symbols = Annotated[
 def make_app(settings_factory: SettingsFactory) -> typer.Typer:
     app = typer.Typer(
         help="Fetch prices and publish them to prices.ticks.v1: on a schedule, once, a backfill "
-        "of a range, or a file replay; daily bars to prices.bars.v1 (`bars`).",
+        "of a range, or a file replay; daily bars to prices.bars.v1 (`bars`); FRED macro series to "
+        "macro.observations.v1 (`macro`).",
     )
 
     @app.callback(invoke_without_command=True)
@@ -208,6 +209,54 @@ def make_app(settings_factory: SettingsFactory) -> typer.Typer:
         try:
             result = asyncio.run(bootstrap.bars(_settings(symbols), source, full))
         except SourceUnavailable as exc:  # throttled, budget spent: retry later
+            typer.echo(f"stopped: {exc}", err=True)
+            raise typer.Exit(1) from None
+        _print(result)
+        _report_failures(result)
+
+    @app.command()
+    def macro(
+        series: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--series",
+                help="FRED series id; repeat for more. Default: METALCAST_INGEST__MACRO_SERIES, "
+                "else the rows of macro.series.",
+            ),
+        ] = None,
+        full: Annotated[
+            bool,
+            typer.Option(
+                "--full/--recent",
+                help="Every observation (a backfill of the whole history) or those of the last "
+                "METALCAST_INGEST__MACRO_RECENT_DAYS days; every vintage of each.",
+            ),
+        ] = False,
+        schedule: Annotated[
+            bool,
+            typer.Option(
+                "--schedule",
+                help="Pull now and then every day at METALCAST_INGEST__MACRO_DAILY_AT (UTC) "
+                "until stopped.",
+            ),
+        ] = False,
+    ) -> None:
+        """Publish FRED macro observations with their vintages to macro.observations.v1 (bad
+        rows to macro.observations.dlq); print what was published and the series FRED
+        refused (exit status 1 then)."""
+        from metalcast_ingestor import bootstrap
+        from metalcast_ingestor.sources.base import SourceUnavailable
+
+        settings = _settings()
+        wanted = [s.upper() for s in series] if series else None
+        try:
+            if schedule:
+                from metalcast_core import run_until_signal
+
+                run_until_signal(lambda stop: bootstrap.macro_schedule(settings, wanted, stop))
+                return
+            result = asyncio.run(bootstrap.macro(settings, wanted, full))
+        except (SourceUnavailable, ValueError) as exc:  # a refused key, no key, throttled
             typer.echo(f"stopped: {exc}", err=True)
             raise typer.Exit(1) from None
         _print(result)

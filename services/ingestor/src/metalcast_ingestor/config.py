@@ -54,6 +54,21 @@ class IngestSection(BaseModel):
     bars_ledger_file: Path | None = None
     # Provider name -> another base URL (a proxy, a recorded-answer server in the tests).
     base_urls: dict[str, str] = Field(default_factory=dict)
+    # FRED (`metalcast ingest macro`, docs/macro.md): the key (METALCAST_INGEST__FRED_API_KEY).
+    fred_api_key: SecretStr | None = None
+    # FRED's address (https://api.stlouisfed.org when unset): a mirror or a proxy.
+    fred_base_url: str | None = None
+    # The series pulled; empty: the rows of macro.series (the built-in five when the database
+    # cannot be read).
+    macro_series: list[str] = Field(default_factory=list)
+    # A daily pull asks for every vintage of the observations dated this many days back (a
+    # backfill, `--full`, asks for all of them): revisions of these series land within weeks.
+    macro_recent_days: int = Field(default=120, ge=1)
+    # `metalcast ingest macro --schedule` pulls at start and then every day at this UTC time
+    # (FRED posts the H.15 rates around 16:15 US Eastern, 21:15 UTC; the dollar index weekly).
+    macro_daily_at: time = time(22, 30)
+    # The least time between two FRED requests: it allows 120 a minute per key.
+    fred_min_interval_s: float = Field(default=0.5, ge=0)
 
 
 class IngestorSettings(ServiceSettings):

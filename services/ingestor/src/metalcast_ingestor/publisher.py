@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
@@ -16,19 +17,26 @@ from aiokafka.partitioner import DefaultPartitioner
 from metalcast_core import (
     BARS,
     BARS_DLQ,
+    MACRO,
+    MACRO_DLQ,
     TICKS,
     TICKS_DLQ,
     DeadLetter,
     KafkaSettings,
+    MacroObservation,
     PriceBar,
     PriceTick,
+    Topic,
     bar_problem,
+    macro_problem,
     tick_problem,
 )
 from metalcast_core import utcnow as _utcnow
 from metalcast_ingestor.sources.base import Fetched, Rejected
 
 log = logging.getLogger(__name__)
+
+E = TypeVar("E", PriceBar, MacroObservation)
 
 
 @dataclass
@@ -140,9 +148,79 @@ class TickPublisher:
         return stats
 
 
-class BarPublisher:
+class _RecordPublisher(Generic[E]):
+    """Records of one kind checked, then published: good ones to ``topic`` (keyed by
+    ``key``), the rest to ``dlq`` with the reason. Several messages per request."""
+
+    what = "record"
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        kafka: KafkaSettings,
+        topic: Topic[E],
+        dlq: Topic[DeadLetter],
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._producer = producer
+        self._codec: Topic[E] = topic
+        self._records = _KeyedTopic(producer, kafka.topic_name(topic))
+        self._dlq = dlq
+        self._dlq_topic = kafka.topic_name(dlq)
+        self._clock = clock
+
+    def key(self, item: E) -> str:
+        raise NotImplementedError
+
+    def problem(self, item: E, now: datetime) -> str | None:
+        raise NotImplementedError
+
+    async def publish(self, fetched: Iterable[E | Rejected]) -> PublishStats:
+        stats = PublishStats()
+        now = self._clock()
+        good: list[E] = []
+        dead: list[DeadLetter] = []
+        for item in fetched:
+            if isinstance(item, Rejected):
+                dead.append(_dead_letter(item.source, item.reason, item.original))
+                continue
+            problem = self.problem(item, now)
+            if problem is not None:
+                source = str(getattr(item, "source", "unknown"))
+                dead.append(_dead_letter(source, problem, self._codec.encode(item)))
+                continue
+            good.append(item)
+            stats.by_symbol[self.key(item)] += 1
+        futures: list[asyncio.Future[object]] = []
+        by_partition: dict[int, list[E]] = defaultdict(list)
+        for record in good:
+            by_partition[await self._records.partition(self.key(record))].append(record)
+        for partition, records in by_partition.items():
+            futures.extend(
+                await self._records.send_batches(
+                    partition, ((self.key(r).encode(), self._codec.encode(r)) for r in records)
+                )
+            )
+        for letter in dead:
+            futures.append(
+                await self._producer.send(
+                    self._dlq_topic, self._dlq.encode(letter), key=letter.source.encode()
+                )
+            )
+        await asyncio.gather(*futures)
+        stats.published = len(good)
+        stats.dead_lettered = len(dead)
+        stats.reasons = [d.reason for d in dead[:20]]
+        for d in dead[:5]:
+            log.warning("%s dead-lettered from %s: %s", self.what, d.source, d.reason)
+        return stats
+
+
+class BarPublisher(_RecordPublisher[PriceBar]):
     """Daily bars: good ones to ``prices.bars.v1`` (key = symbol), the rest to
-    ``prices.bars.dlq`` with the reason. Several messages per request."""
+    ``prices.bars.dlq`` with the reason."""
+
+    what = "bar"
 
     def __init__(
         self,
@@ -151,47 +229,35 @@ class BarPublisher:
         known_symbols: Collection[str],
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._producer = producer
-        self._bars = _KeyedTopic(producer, kafka.topic_name(BARS))
-        self._dlq_topic = kafka.topic_name(BARS_DLQ)
+        super().__init__(producer, kafka, BARS, BARS_DLQ, clock)
         self._known = known_symbols
-        self._clock = clock
 
-    async def publish(self, fetched: Iterable[PriceBar | Rejected]) -> PublishStats:
-        stats = PublishStats()
-        now = self._clock()
-        good: list[PriceBar] = []
-        dead: list[DeadLetter] = []
-        for item in fetched:
-            if isinstance(item, Rejected):
-                dead.append(_dead_letter(item.source, item.reason, item.original))
-                continue
-            problem = bar_problem(item, self._known, now)
-            if problem is not None:
-                dead.append(_dead_letter(item.source, problem, BARS.encode(item)))
-                continue
-            good.append(item)
-            stats.by_symbol[item.symbol] += 1
-        futures: list[asyncio.Future[object]] = []
-        by_partition: dict[int, list[PriceBar]] = defaultdict(list)
-        for bar in good:
-            by_partition[await self._bars.partition(bar.symbol)].append(bar)
-        for partition, bars in by_partition.items():
-            futures.extend(
-                await self._bars.send_batches(
-                    partition, ((b.symbol.encode(), BARS.encode(b)) for b in bars)
-                )
-            )
-        for letter in dead:
-            futures.append(
-                await self._producer.send(
-                    self._dlq_topic, BARS_DLQ.encode(letter), key=letter.source.encode()
-                )
-            )
-        await asyncio.gather(*futures)
-        stats.published = len(good)
-        stats.dead_lettered = len(dead)
-        stats.reasons = [d.reason for d in dead[:20]]
-        for d in dead[:5]:
-            log.warning("bar dead-lettered from %s: %s", d.source, d.reason)
-        return stats
+    def key(self, item: PriceBar) -> str:
+        return item.symbol
+
+    def problem(self, item: PriceBar, now: datetime) -> str | None:
+        return bar_problem(item, self._known, now)
+
+
+class MacroPublisher(_RecordPublisher[MacroObservation]):
+    """Macro observations: to ``macro.observations.v1`` (key = series id), the refused rows
+    to ``macro.observations.dlq`` with the reason. ``series``: the series accepted (the
+    rows of ``macro.series``); ``None`` accepts any (the sink checks them again)."""
+
+    what = "macro observation"
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        kafka: KafkaSettings,
+        series: Collection[str] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        super().__init__(producer, kafka, MACRO, MACRO_DLQ, clock)
+        self._series = series
+
+    def key(self, item: MacroObservation) -> str:
+        return item.series_id
+
+    def problem(self, item: MacroObservation, now: datetime) -> str | None:
+        return macro_problem(item, self._series, now)

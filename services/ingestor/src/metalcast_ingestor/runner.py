@@ -9,15 +9,17 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
 from typing import Protocol
 
 from tqdm import tqdm
 
 from metalcast_core import utcnow
-from metalcast_ingestor.publisher import BarPublisher, PublishStats, TickPublisher
+from metalcast_ingestor.publisher import BarPublisher, MacroPublisher, PublishStats, TickPublisher
 from metalcast_ingestor.sources.alphavantage import AlphaVantageSource
 from metalcast_ingestor.sources.base import Fetched, PriceSource, Rejected, SourceError
+from metalcast_ingestor.sources.fred import FredSource
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,36 @@ async def fetch_bars(
             bar.update(1)
             bar.set_postfix(published=total.published, dlq=total.dead_lettered)
     return total
+
+
+async def fetch_macro(
+    source: FredSource,
+    series: Sequence[str],
+    since: date | None,
+    publisher: MacroPublisher,
+    show_progress: bool = True,
+) -> PublishStats:
+    """Every vintage of each series' observations (dated ``since`` or later, when given),
+    published page by page; the progress bar counts the observations of the series at hand
+    (FRED says how many with the first page) and names it."""
+    total = PublishStats()
+    with tqdm(unit="obs", desc=f"macro {source.name}", disable=not show_progress) as bar:
+        current = None
+        async for chunk in source.observations(series, since):
+            if chunk.series_id != current:
+                current = chunk.series_id
+                bar.reset(total=chunk.count)
+                bar.set_description(f"macro {source.name} {current}")
+            total.add(await publisher.publish(chunk.items))
+            bar.update(max(0, chunk.fetched - bar.n))
+            bar.set_postfix(published=total.published, dlq=total.dead_lettered)
+    return total
+
+
+def next_daily(now: datetime, at: clock_time) -> datetime:
+    """The next ``at`` (UTC) strictly after ``now``."""
+    today = datetime.combine(now.date(), at, tzinfo=now.tzinfo)
+    return today if today > now else today + timedelta(days=1)
 
 
 def next_run(now: datetime, interval_s: float, align: bool) -> datetime:

@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from metalcast_core import (
     BARS,
+    MACRO,
     TICKS,
     Catalogue,
+    Event,
+    MacroObservation,
+    PriceBar,
+    Topic,
     connect,
     ensure_topics,
     make_consumer,
@@ -19,12 +26,16 @@ from metalcast_core import (
     serve_status,
     wait_for_kafka,
 )
-from metalcast_sink.bars import BarSink, BarSinkStats
+from metalcast_sink.bars import bar_sink
 from metalcast_sink.catalogue import keep_fresh, load_into
 from metalcast_sink.config import SinkSettings
+from metalcast_sink.loading import LoadStats, TableSink
+from metalcast_sink.macro import macro_sink
 from metalcast_sink.observe import SinkObserver, watch_lag
 from metalcast_sink.outbox import batch_ids_published_since
 from metalcast_sink.service import Sink, SinkStats
+
+E = TypeVar("E", bound=Event)
 
 
 @contextlib.asynccontextmanager
@@ -115,37 +126,79 @@ async def run_sink(
         await producer.stop()
 
 
-async def run_bar_sink(
+async def _run_table(
     settings: SinkSettings,
-    stop: asyncio.Event | None = None,
-    until_idle: bool = False,
-    consumer_options: Mapping[str, Any] | None = None,
-) -> BarSinkStats:
-    """Consume ``prices.bars.v1`` into ``prices.bars`` (``metalcast sink bars``)."""
+    topic: Topic[E],
+    group_id: str,
+    build: Callable[[AIOKafkaConsumer, AIOKafkaProducer, Catalogue], TableSink[E]],
+    stop: asyncio.Event | None,
+    until_idle: bool,
+    consumer_options: Mapping[str, Any] | None,
+) -> LoadStats:
+    """A table loop (:mod:`metalcast_sink.loading`) on ``topic`` in ``group_id``."""
+    await wait_for_kafka(settings.kafka)  # a broker restarting: wait rather than exit
     await ensure_topics(settings.kafka)
     consumer = make_consumer(
         settings.kafka,
-        [settings.kafka.topic_name(BARS)],
-        group_id=settings.sink.bars_group_id,
+        [],  # subscribed below, with the listener that resumes from the database
+        group_id=group_id,
         max_poll_records=settings.sink.max_batch,
         **(consumer_options or {}),
     )
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
-        await consumer.start()
-        try:
-            async with _catalogue(settings) as known:
-                sink = BarSink(
-                    settings,
-                    consumer,
-                    producer,
-                    lambda: connect(settings.postgres),
-                    known,
-                    prepare=lambda conn: load_into(known, conn),
-                )
+        async with _catalogue(settings) as known:
+            sink = build(consumer, producer, known)
+            consumer.subscribe([settings.kafka.topic_name(topic)], listener=sink.listener())
+            await consumer.start()
+            try:
                 return await sink.run(stop=stop, until_idle=until_idle)
-        finally:
-            await consumer.stop()
+            finally:
+                await consumer.stop()
     finally:
         await producer.stop()
+
+
+async def run_bar_sink(
+    settings: SinkSettings,
+    stop: asyncio.Event | None = None,
+    until_idle: bool = False,
+    consumer_options: Mapping[str, Any] | None = None,
+) -> LoadStats:
+    """Consume ``prices.bars.v1`` into ``prices.bars`` (``metalcast sink bars``)."""
+
+    def build(
+        consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, known: Catalogue
+    ) -> TableSink[PriceBar]:
+        return bar_sink(
+            settings,
+            consumer,
+            producer,
+            lambda: connect(settings.postgres),
+            known,
+            prepare=lambda conn: load_into(known, conn),
+        )
+
+    return await _run_table(
+        settings, BARS, settings.sink.bars_group_id, build, stop, until_idle, consumer_options
+    )
+
+
+async def run_macro_sink(
+    settings: SinkSettings,
+    stop: asyncio.Event | None = None,
+    until_idle: bool = False,
+    consumer_options: Mapping[str, Any] | None = None,
+) -> LoadStats:
+    """Consume ``macro.observations.v1`` into ``macro.observations`` (``metalcast sink
+    macro``)."""
+
+    def build(
+        consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, known: Catalogue
+    ) -> TableSink[MacroObservation]:
+        return macro_sink(settings, consumer, producer, lambda: connect(settings.postgres))
+
+    return await _run_table(
+        settings, MACRO, settings.sink.macro_group_id, build, stop, until_idle, consumer_options
+    )

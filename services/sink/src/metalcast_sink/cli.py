@@ -76,6 +76,24 @@ def make_app(settings_factory: SettingsFactory) -> typer.Typer:
         )
         typer.echo(json.dumps(dataclasses.asdict(stats)))
 
+    @app.command("macro")
+    def macro(
+        until_idle: Annotated[
+            bool, typer.Option(help="Stop once every partition is consumed to its end.")
+        ] = False,
+    ) -> None:
+        """Consume macro.observations.v1 (FRED vintages) into macro.observations until
+        stopped; print the counters as JSON."""
+        from metalcast_core import configure_logging, run_until_signal
+        from metalcast_sink.bootstrap import run_macro_sink
+
+        settings = settings_factory()
+        configure_logging(settings.log_level)
+        stats = run_until_signal(
+            lambda stop: run_macro_sink(settings, stop=stop, until_idle=until_idle)
+        )
+        typer.echo(json.dumps(dataclasses.asdict(stats)))
+
     return app
 
 

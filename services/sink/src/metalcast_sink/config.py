@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from metalcast_core import BAR_SINK_GROUP, SINK_GROUP, ServiceSettings
+from metalcast_core import BAR_SINK_GROUP, MACRO_SINK_GROUP, SINK_GROUP, ServiceSettings
 
 
 class SinkSection(BaseModel):
@@ -42,6 +42,8 @@ class SinkSection(BaseModel):
     catalogue_refresh_s: float = Field(default=30.0, gt=0)
     # The daily-bar loop (`metalcast sink bars`): its own consumer group on prices.bars.v1.
     bars_group_id: str = BAR_SINK_GROUP
+    # The macro loop (`metalcast sink macro`): its own group on macro.observations.v1.
+    macro_group_id: str = MACRO_SINK_GROUP
 
 
 class SinkSettings(ServiceSettings):

@@ -25,8 +25,6 @@ from aiokafka.errors import KafkaError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
-    wait_exponential_jitter,
 )
 
 from metalcast_core import (
@@ -38,7 +36,15 @@ from metalcast_core import (
     utcnow,
 )
 from metalcast_sink.config import SinkSettings
-from metalcast_sink.consuming import commit_owned, dead_letter
+from metalcast_sink.consuming import (
+    DB_UNAVAILABLE,
+    Connect,
+    RetryingConnection,
+    caught_up,
+    commit_owned,
+    dead_letter,
+    seek_to_stored,
+)
 from metalcast_sink.decoding import decode_values
 from metalcast_sink.writer import (
     PublishedSince,
@@ -52,21 +58,6 @@ from metalcast_sink.writer import (
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "the database is not reachable right now": wait and retry the batch.
-DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    asyncpg.AdminShutdownError,
-    asyncpg.InternalClientError,
-)
-
-# Errors that roll back a batch's transaction and go away when it runs again: two sink
-# instances updating the same hourly rows in an unlucky order (a deadlock).
-RETRY_BATCH: tuple[type[BaseException], ...] = (asyncpg.TransactionRollbackError,)
-
-Connect = Callable[[], Awaitable[asyncpg.Connection]]
 T = TypeVar("T")
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 # Records fetched and decoded in one stretch, between turns of the writer.
@@ -142,7 +133,14 @@ class Sink:
         self._consumer = consumer
         self._producer = producer
         self._connect = connect
-        self._conn: asyncpg.Connection | None = None
+        cfg = settings.sink
+        self._db = RetryingConnection(
+            connect,
+            cfg.db_retry_initial_s,
+            cfg.db_retry_max_s,
+            on_error=self._on_db_error,
+            on_answer=self._db_answered,
+        )
         self._known = frozenset(settings.known_symbols) if known is None else known
         self._prepare = prepare
         self._dlq_topic = settings.kafka.topic_name(TICKS_DLQ)
@@ -201,8 +199,7 @@ class Sink:
                         await self._finishing
         finally:
             self._ended.set()
-            if self._conn is not None:
-                await self._conn.close()
+            await self._db.close()
         return self.stats
 
     async def _read(
@@ -409,28 +406,13 @@ class Sink:
             log.info("published %d batch-loaded event(s) left in the outbox", len(sent))
 
     def _retrying(self) -> AsyncRetrying:
-        return AsyncRetrying(
-            retry=retry_if_exception_type((*DB_UNAVAILABLE, *RETRY_BATCH)),
-            wait=wait_exponential_jitter(
-                multiplier=self._settings.sink.db_retry_initial_s,
-                max=self._settings.sink.db_retry_max_s,
-            ),
-            before_sleep=self._on_db_error,
-            reraise=True,
-        )
+        return self._db.retrying()
 
     async def _with_db(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``work`` on the connection, reconnecting and retrying while the DB is down."""
-        async for attempt in self._retrying():
-            with attempt:
-                if self._conn is None or self._conn.is_closed():
-                    self._conn = await self._connect()
-                result = await work(self._conn)
-                self._db_answered()
-                return result
-        raise AssertionError("unreachable")
+        return await self._db.run(work)
 
-    async def _on_db_error(self, state: RetryCallState) -> None:
+    def _on_db_error(self, state: RetryCallState) -> None:
         self.stats.db_retries += 1
         error = state.outcome.exception() if state.outcome is not None else None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
@@ -443,9 +425,6 @@ class Sink:
             wait,
             f"{type(error).__name__}: {error}" if error is not None else "no error recorded",
         )
-        if self._conn is not None and not self._conn.is_closed():
-            self._conn.terminate()
-        self._conn = None
 
     def _db_unavailable(self, error: BaseException) -> None:
         if self.stats.db_unavailable_since is None:
@@ -511,57 +490,10 @@ class Sink:
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
             return {}
-        saved = loading.result()
-        known = [tp for tp in assigned if (tp.topic, tp.partition) in saved]
-        if not known:
-            return {}
-        earliest = await self._consumer.beginning_offsets(known)
-        ends = await self._consumer.end_offsets(known)
-        seeks: dict[TopicPartition, int] = {}
-        for tp in sorted(known):
-            position = saved[(tp.topic, tp.partition)]
-            if position < earliest[tp]:
-                log.error(
-                    "%s[%d]: the database has read up to offset %d, but Kafka keeps only "
-                    "offsets %d and later: messages %d..%d are gone and cannot be re-read",
-                    tp.topic,
-                    tp.partition,
-                    position,
-                    earliest[tp],
-                    position,
-                    earliest[tp] - 1,
-                )
-                position = earliest[tp]
-            elif position > ends[tp]:
-                log.warning(
-                    "%s[%d]: stored position %d is past the log's end %d (a recreated "
-                    "topic?): resuming from Kafka's committed offset",
-                    tp.topic,
-                    tp.partition,
-                    position,
-                    ends[tp],
-                )
-                continue
-            self._consumer.seek(tp, position)
-            seeks[tp] = position
-        log.info(
-            "resumed %d partition(s) from the database's positions: %s",
-            len(seeks),
-            ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in seeks.items()),
-        )
-        return seeks
+        return await seek_to_stored(self._consumer, assigned, loading.result())
 
     async def _caught_up(self) -> bool:
-        if not self._settled.is_set():
-            return False
-        assignment = self._consumer.assignment()
-        if not assignment:
-            return False
-        ends = await self._consumer.end_offsets(list(assignment))
-        for tp in assignment:
-            if await self._consumer.position(tp) < ends[tp]:
-                return False
-        return True
+        return self._settled.is_set() and await caught_up(self._consumer)
 
 
 class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -483,7 +483,7 @@ async def _write_all_new(
             *select.args,
             picks.hours,
             *picks.prices,
-            *_outbox_args(event),
+            *outbox_args(event),
             list(published),
         )
         assert result is not None
@@ -522,11 +522,11 @@ async def _write_what_is_new(
             duplicates=len(rows) - summary.rows_inserted,
             dead_lettered=dead_lettered,
         )
-        await conn.execute(_RECORD_BATCH, *_outbox_args(event))
+        await conn.execute(_RECORD_BATCH, *outbox_args(event))
     return event
 
 
-def _outbox_args(event: BatchLoaded) -> tuple[object, ...]:
+def outbox_args(event: BatchLoaded) -> tuple[object, ...]:
     return (
         event.batch_id,
         event.loaded_at,

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from metalcast_core import SINK_GROUP, TRAINER_GROUP, ServiceSettings
+from metalcast_core import MACRO_SINK_GROUP, SINK_GROUP, TRAINER_GROUP, ServiceSettings
 
 
 class WatchSection(BaseModel):
@@ -37,6 +37,15 @@ class WatchSection(BaseModel):
     trainer_health_url: str | None = None
     ingestor_health_url: str | None = None
     health_timeout_s: float = Field(default=5.0, gt=0)
+    # Macro series (macro.series, docs/macro.md): a series' newest observation may be as old
+    # as its period (daily 1, weekly 7, monthly 31, quarterly 92 days) plus its publication
+    # lag plus this slack (weekends and US holidays) before it is stale.
+    macro_slack_days: int = Field(default=4, ge=0)
+    # Whether a series of macro.series with no observation at all fails the watch (set it
+    # where the macro pull runs; without a FRED key it never fills).
+    require_macro: bool = False
+    # The macro sink's consumer group, whose lag on macro.observations.v1 is measured.
+    macro_sink_group: str = MACRO_SINK_GROUP
 
     def health_urls(self) -> dict[str, str]:
         """The workers whose /healthz is asked: name -> URL."""

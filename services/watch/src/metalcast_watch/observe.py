@@ -1,6 +1,7 @@
-"""What the watch looks at: the newest tick of every metal, the training runs (PostgreSQL),
-the sink's and the trainer's consumer lag and the end offsets of every dead-letter topic
-(``rules.DEAD_LETTER_TOPICS``: ticks and bars) (Kafka).
+"""What the watch looks at: the newest tick of every metal, the training runs, the newest
+observation of every macro series (PostgreSQL), the sinks' and the trainer's consumer lag and
+the end offsets of every dead-letter topic (``rules.DEAD_LETTER_TOPICS``: ticks, bars and
+macro observations) (Kafka).
 
 :func:`observe` never raises for a figure it cannot read: the reason goes into
 ``Figures.errors``, which the rules report like any other problem.
@@ -21,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from metalcast_core import (
     BATCH_LOADED,
+    MACRO,
     METAL_SYMBOLS,
     TICKS,
     KafkaSettings,
@@ -109,6 +111,24 @@ async def consumer_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
     return lag
 
 
+async def _macro(conn: asyncpg.Connection) -> dict[str, dict[str, Any]]:
+    """Per series of ``macro.series``: its frequency and lag, its newest observation date,
+    newest vintage and last load (one index probe each on the primary key)."""
+    rows = await conn.fetch(
+        """
+        SELECT s.series_id, s.frequency, s.publication_lag_days,
+               (SELECT max(date) FROM macro.observations o
+                 WHERE o.series_id = s.series_id) AS newest_date,
+               (SELECT max(realtime_start) FROM macro.observations o
+                 WHERE o.series_id = s.series_id) AS newest_vintage,
+               (SELECT max(loaded_at) FROM macro.observations o
+                 WHERE o.series_id = s.series_id) AS last_loaded
+        FROM macro.series s ORDER BY s.series_id
+        """
+    )
+    return {r["series_id"]: {k: v for k, v in dict(r).items() if k != "series_id"} for r in rows}
+
+
 async def _dlq(
     conn: asyncpg.Connection, kafka: KafkaSettings, topic: str
 ) -> tuple[int, int | None]:
@@ -178,6 +198,16 @@ async def observe(settings: WatchSettings, conn: asyncpg.Connection) -> Figures:
             figures.errors.append(f"cannot read the dead-letter topic {dlq.name}: {exc!r}")
             continue
         figures.dead_letters[dlq.name] = {"end": end, "previous": previous}
+    try:
+        figures.macro = await _macro(conn)
+    except Exception as exc:
+        figures.errors.append(f"cannot read the macro series: {exc}")
+    try:
+        figures.macro_sink_lag = await consumer_lag(
+            kafka, cfg.macro_sink_group, kafka.topic_name(MACRO)
+        )
+    except Exception as exc:
+        figures.errors.append(f"cannot measure the lag of {cfg.macro_sink_group}: {exc!r}")
     urls = cfg.health_urls()
     answers = await asyncio.gather(
         *(asyncio.to_thread(worker_health, url, cfg.health_timeout_s) for url in urls.values())

@@ -8,12 +8,22 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from metalcast_core import BARS_DLQ, BATCH_LOADED, TICKS, TICKS_DLQ, DeadLetter, Topic
+from metalcast_core import (
+    BARS_DLQ,
+    BATCH_LOADED,
+    MACRO,
+    MACRO_DLQ,
+    TICKS,
+    TICKS_DLQ,
+    DeadLetter,
+    Topic,
+)
 from metalcast_watch.config import WatchSection
 
-# Every dead-letter topic the watch follows: the sink's and the ingestor's poison ticks, and
-# the bars' (the ingestor's refused days and the bar sink's refused bars).
-DEAD_LETTER_TOPICS: tuple[Topic[DeadLetter], ...] = (TICKS_DLQ, BARS_DLQ)
+# Every dead-letter topic the watch follows: the sink's and the ingestor's poison ticks, the
+# bars' (the ingestor's refused days and the bar sink's refused bars) and the macro
+# observations' (FRED rows that do not parse, series not in macro.series).
+DEAD_LETTER_TOPICS: tuple[Topic[DeadLetter], ...] = (TICKS_DLQ, BARS_DLQ, MACRO_DLQ)
 
 
 @dataclass
@@ -32,6 +42,10 @@ class Figures:
     # Per dead-letter topic (its registry name): {"end": the end offsets' sum now,
     # "previous": the sum the previous watch run saw, None on the first run}.
     dead_letters: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    # Macro series: series id -> {"frequency", "publication_lag_days", "newest_date" (None:
+    # no observation), "newest_vintage", "last_loaded"}.
+    macro: dict[str, dict[str, Any]] = field(default_factory=dict)
+    macro_sink_lag: int | None = None
     # The workers' /healthz answers: name -> {"url", "status" (None: no answer), "body" or
     # "error"}.
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -97,6 +111,7 @@ def evaluate(figures: Figures, cfg: WatchSection) -> list[str]:
         problem = worker_problem(name, seen)
         if problem is not None:
             problems.append(problem)
+    problems += macro_problems(figures, cfg)
     return problems
 
 
@@ -110,3 +125,39 @@ def worker_problem(name: str, seen: dict[str, Any]) -> str | None:
     body = seen.get("body")
     reason = body.get("reason") if isinstance(body, dict) else None
     return f"the {name} is unhealthy (/healthz {status}): {reason or 'no reason given'}"
+
+
+# Days between two observations of a series, by its macro.series frequency.
+PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92}
+
+
+def macro_problems(figures: Figures, cfg: WatchSection) -> list[str]:
+    """Stale macro series (each named) and the macro sink's lag (the macro DLQ is one of
+    ``DEAD_LETTER_TOPICS``)."""
+    problems = []
+    today = figures.checked_at.date()
+    for series, seen in sorted(figures.macro.items()):
+        newest = seen.get("newest_date")
+        if newest is None:
+            if cfg.require_macro:
+                problems.append(f"no observation of the macro series {series} at all")
+            continue
+        allowed = (
+            PERIOD_DAYS.get(str(seen.get("frequency")), 1)
+            + int(seen.get("publication_lag_days") or 0)
+            + cfg.macro_slack_days
+        )
+        age = (today - newest).days
+        if age > allowed:
+            problems.append(
+                f"stale macro series {series}: the newest observation is for {newest} "
+                f"({age} days old; {seen.get('frequency')} with a "
+                f"{seen.get('publication_lag_days')}-day publication lag allows {allowed}), "
+                f"last loaded {seen.get('last_loaded')}"
+            )
+    if figures.macro_sink_lag is not None and figures.macro_sink_lag > cfg.max_sink_lag:
+        problems.append(
+            f"the macro sink ({cfg.macro_sink_group}) lags {figures.macro_sink_lag} messages "
+            f"on {MACRO.name} (threshold {cfg.max_sink_lag})"
+        )
+    return problems

@@ -20,6 +20,7 @@ from metalcast_ingestor.sources.base import (
     make_tick,
 )
 from metalcast_ingestor.sources.coingecko import CoinGeckoSource
+from metalcast_ingestor.sources.fred import FredKeyRejected, FredSource, SeriesChunk
 from metalcast_ingestor.sources.gold_api import GoldApiSource
 from metalcast_ingestor.sources.goldapi_io import GoldApiIoSource
 from metalcast_ingestor.sources.metalpriceapi import MetalpriceApiSource
@@ -45,6 +46,8 @@ __all__ = [
     "BudgetStatus",
     "CoinGeckoSource",
     "Fetched",
+    "FredKeyRejected",
+    "FredSource",
     "GoldApiIoSource",
     "GoldApiSource",
     "HistoryNotSupported",
@@ -57,6 +60,7 @@ __all__ = [
     "ReplaySource",
     "RequestBudget",
     "RetryPolicy",
+    "SeriesChunk",
     "SimulatedSource",
     "SourceError",
     "SourceParams",
