@@ -146,7 +146,7 @@ async def test_the_sink_cannot_touch_ml_and_the_trainer_cannot_write_ticks(
 ) -> None:
     found = await relations(pg_settings)
     ml_tables = [r for r in found if r["name"].startswith("ml.") and r["relkind"] == "r"]
-    assert len(ml_tables) == 9  # 0002, 0004 and 0012 (valuation_fits, valuation_points)
+    assert len(ml_tables) == 9  # 0002, 0004 and 0013 (valuation_fits, valuation_points)
     sink = await asyncpg.connect(as_role(pg_settings, "metalcast_sink").url)
     try:
         for r in ml_tables:
