@@ -87,6 +87,10 @@ def _bars(symbols: list[str], days: list[datetime], rng: random.Random) -> list[
     return rows
 
 
+class _Skip(Exception):
+    """``--service-only``: the runner's figures are skipped."""
+
+
 async def _run(runner: TrainingRunner, symbols: list[str]) -> tuple[float, dict[str, float]]:
     runner.want(symbols)
     started = time.perf_counter()
@@ -104,9 +108,12 @@ async def _run(runner: TrainingRunner, symbols: list[str]) -> tuple[float, dict[
     return took, counts
 
 
-async def _through_kafka(settings: TrainerSettings, symbols: list[str], day: datetime) -> float:
+async def _through_kafka(
+    settings: TrainerSettings, symbols: list[str], day: datetime
+) -> tuple[float, list[int]]:
     """Seconds from publishing a batch-loaded event naming ``symbols`` to the
-    models.trained.v1 events that account for all of them (a running trainer service)."""
+    models.trained.v1 events that account for all of them (a running trainer service), and
+    the ids of the runs that trained them."""
     kafka = settings.kafka
     trained = make_consumer(kafka, [kafka.topic_name(MODELS_TRAINED)], group_id=None)
     await trained.start()
@@ -132,6 +139,7 @@ async def _through_kafka(settings: TrainerSettings, symbols: list[str], day: dat
         finally:
             await producer.stop()
         waiting = set(symbols)
+        runs: list[int] = []
         while waiting:
             fetched = await trained.getmany(timeout_ms=60_000)
             if not fetched:
@@ -141,15 +149,21 @@ async def _through_kafka(settings: TrainerSettings, symbols: list[str], day: dat
                     done = MODELS_TRAINED.decode(record.value)
                     if done.finished_at < sent_at:  # an earlier load's run
                         continue
+                    runs.append(done.run_id)
                     waiting -= set(done.versions) | set(done.failed)
                     waiting -= set(done.decisions)  # unchanged ones are decided too
-        return time.perf_counter() - started
+        return time.perf_counter() - started, runs
     finally:
         await trained.stop()
 
 
 async def main(
-    n: int, n_days: int, origins: int, workers: int, candidates: tuple[str, ...]
+    n: int,
+    n_days: int,
+    origins: int,
+    workers: int,
+    candidates: tuple[str, ...],
+    service_only: bool = False,
 ) -> None:
     load0 = os.getloadavg()
     stack.up()
@@ -218,6 +232,8 @@ async def main(
         lazy = LazyProcessPool(workers) if workers else None
         client = make_s3_client(w.s3)
         try:
+            if service_only:
+                raise _Skip
             if lazy is not None:
                 await lazy.get()  # workers started and warm before the clock
             runner = TrainingRunner(settings, pool, client, lazy)
@@ -245,6 +261,8 @@ async def main(
                     f"instruments/s  {counts}",
                     flush=True,
                 )
+        except _Skip:
+            pass
         finally:
             await pool.close()
             if lazy is not None:
@@ -256,11 +274,20 @@ async def main(
             await asyncio.sleep(8)  # joined both consumer groups, warmed up
             for label in ("pool cold", "pool warm"):
                 day = await new_bar()
-                took = await _through_kafka(settings, symbols, day)
+                took, runs = await _through_kafka(settings, symbols, day)
+                conn = await asyncpg.connect(w.postgres.url)
+                try:
+                    inside = await conn.fetchval(
+                        "SELECT sum((timings->>'total_s')::float8) FROM ml.training_runs "
+                        "WHERE id = ANY($1::bigint[])",
+                        runs,
+                    )
+                finally:
+                    await conn.close()
                 print(
                     f"service through Kafka ({label}) {took:8.2f} s  {n / took:7.1f} "
                     "instruments/s  (batch-loaded published -> every instrument in "
-                    "models.trained.v1)",
+                    f"models.trained.v1; {len(runs)} run(s) taking {inside:.2f} s of it)",
                     flush=True,
                 )
         finally:
@@ -288,6 +315,18 @@ if __name__ == "__main__":
         "--workers", type=int, default=2, help="process pool size; 0: backtests in threads"
     )
     parser.add_argument("--candidates", default="naive,drift", help="comma-separated families")
+    parser.add_argument(
+        "--service-only", action="store_true", help="only the service through Kafka (4.)"
+    )
     args = parser.parse_args()
     families = tuple(args.candidates.split(","))
-    asyncio.run(main(args.instruments, args.days, args.origins, args.workers, families))
+    asyncio.run(
+        main(
+            args.instruments,
+            args.days,
+            args.origins,
+            args.workers,
+            families,
+            args.service_only,
+        )
+    )
