@@ -271,8 +271,8 @@ async def main(
         stop = asyncio.Event()
         service = asyncio.create_task(run_trainer(settings, stop))
         try:
-            await asyncio.sleep(8)  # joined both consumer groups, warmed up
-            for label in ("pool cold", "pool warm"):
+            await asyncio.sleep(8)  # joined both consumer groups; its pool started and warm
+            for label in ("load 1", "load 2"):
                 day = await new_bar()
                 took, runs = await _through_kafka(settings, symbols, day)
                 conn = await asyncpg.connect(w.postgres.url)
@@ -285,7 +285,7 @@ async def main(
                 finally:
                     await conn.close()
                 print(
-                    f"service through Kafka ({label}) {took:8.2f} s  {n / took:7.1f} "
+                    f"service through Kafka, {label}  {took:8.2f} s  {n / took:7.1f} "
                     "instruments/s  (batch-loaded published -> every instrument in "
                     f"models.trained.v1; {len(runs)} run(s) taking {inside:.2f} s of it)",
                     flush=True,
