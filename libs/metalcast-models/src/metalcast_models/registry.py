@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from metalcast_core import ProductionChanged
-from metalcast_models.artifacts import check_artifact
+from metalcast_models.artifacts import SavedArtifact, check_artifact
+from metalcast_models.fitting import FitResult, jsonable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -217,6 +218,52 @@ class NewVersion:
     backtest: Mapping[str, Any] | str | None = None  # a mapping, or its JSON text
     calibration: Mapping[str, Any] | None = None
     decision: str | None = None
+
+
+def version_of_fit(
+    result: FitResult,
+    saved: SavedArtifact,
+    *,
+    symbol: str,
+    version: int,
+    run_id: int,
+    model_class: str,
+    artifact_uri: str,
+    candidate: str,
+    candidate_key: str,
+    window_hash: str,
+    backtest: Mapping[str, Any] | str | None,
+    calibration: Mapping[str, Any],
+    decision: str,
+) -> NewVersion:
+    """The version of ``symbol`` a successful fit and its saved file make: the fit's family,
+    parameters, metrics and window; the file's URI, sha256 and size; the decision that chose
+    it."""
+    if result.window_start is None or result.window_end is None:
+        raise ValueError(f"{result.ticker}: a fit without a window cannot be a version")
+    return NewVersion(
+        symbol=symbol,
+        version=version,
+        run_id=run_id,
+        family=result.family,
+        model_class=model_class,
+        hyperparameters=result.hyperparameters,
+        fitted_params=jsonable(result.params),
+        metrics=jsonable(result.metrics),
+        window_start=result.window_start,
+        window_end=result.window_end,
+        n_observations=result.n_obs,
+        artifact_uri=artifact_uri,
+        sha256=saved.sha256,
+        size_bytes=saved.size_bytes,
+        candidate=candidate,
+        candidate_key=candidate_key,
+        window_hash=window_hash,
+        window_hours=result.window_hours,
+        backtest=backtest,
+        calibration=jsonable(calibration),
+        decision=decision,
+    )
 
 
 async def record_version(conn: asyncpg.Connection, **fields: Any) -> int:

@@ -37,7 +37,7 @@ import pandas as pd
 from metalcast_core import Instrument
 from metalcast_models import registry
 from metalcast_models.backtest import Candidate, Rules, Series, window_hash, window_scale
-from metalcast_models.fitting import jsonable, span_hours
+from metalcast_models.fitting import span_hours
 from metalcast_models.registry import NewVersion, PointerMove, VersionInfo
 from metalcast_trainer import store
 from metalcast_trainer.config import TrainerSection, TrainerSettings
@@ -469,27 +469,19 @@ class InstrumentBatches:
         if calibration:
             values = p.observed.to_numpy(dtype=float)
             calibration["scale"] = window_scale(values[-p.plan.x_size :])
-        return NewVersion(
+        return registry.version_of_fit(
+            result,
+            o.saved,
             symbol=p.symbol,
             version=number,
             run_id=run_id,
-            family=result.family,
             model_class=o.model_class,
-            hyperparameters=result.hyperparameters,
-            fitted_params=jsonable(result.params),
-            metrics=jsonable(result.metrics),
-            window_start=result.window_start,
-            window_end=result.window_end,
-            n_observations=result.n_obs,
             artifact_uri=uri,
-            sha256=o.saved.sha256,
-            size_bytes=o.saved.size_bytes,
             candidate=d.chosen.name,
             candidate_key=d.chosen.key,
             window_hash=p.digest,
-            window_hours=result.window_hours,
             backtest=chosen[2] if chosen is not None else {},
-            calibration=jsonable(calibration),
+            calibration=calibration,
             decision=d.reason,
         )
 

@@ -481,32 +481,22 @@ class TrainingRunner:
                 key,
                 ExtraArgs={"Metadata": {"sha256": saved.sha256, "run-id": str(report.run_id)}},
             )
-            assert result.window_start is not None
-            assert result.window_end is not None
-            version_id = await registry.record_version(
-                conn,
+            new = registry.version_of_fit(
+                result,
+                saved,
                 symbol=symbol,
                 version=version,
                 run_id=report.run_id,
-                family=result.family,
                 model_class=model_class,
-                hyperparameters=result.hyperparameters,
-                fitted_params=jsonable(result.params),
-                metrics=jsonable(result.metrics),
-                window_start=result.window_start,
-                window_end=result.window_end,
-                n_observations=result.n_obs,
                 artifact_uri=f"s3://{bucket}/{key}",
-                sha256=saved.sha256,
-                size_bytes=saved.size_bytes,
                 candidate=decision.chosen.name,
                 candidate_key=decision.chosen.key,
                 window_hash=digest,
-                window_hours=result.window_hours,
                 backtest=jsonable(chosen_score.as_json()) if chosen_score else {},
-                calibration=jsonable(calibration),
+                calibration=calibration,
                 decision=decision.reason,
             )
+            version_id = (await registry.record_versions(conn, [new]))[symbol]
             move = None
             if decision.move_pointer:
                 move = await registry.move_pointer(

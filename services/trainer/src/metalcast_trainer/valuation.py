@@ -435,31 +435,22 @@ class ValuationTrainer:
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('model:' || $1))", SYMBOL)
                 version = await registry.next_version(conn, SYMBOL)
                 uri = await self._upload(saved.path, SYMBOL, version, report.run_id)
-                assert fitted.window_start is not None
-                assert fitted.window_end is not None
-                version_id = await registry.record_version(
-                    conn,
+                new = registry.version_of_fit(
+                    fitted,
+                    saved,
                     symbol=SYMBOL,
                     version=version,
                     run_id=report.run_id,
-                    family=fitted.family,
                     model_class=model_class,
-                    hyperparameters=fitted.hyperparameters,
-                    fitted_params=jsonable(fitted.params),
-                    metrics=jsonable(fitted.metrics),
-                    window_start=fitted.window_start,
-                    window_end=fitted.window_end,
-                    n_observations=fitted.n_obs,
                     artifact_uri=uri,
-                    sha256=saved.sha256,
-                    size_bytes=saved.size_bytes,
                     candidate=chosen.name,
                     candidate_key=chosen.key,
                     window_hash=digest,
                     backtest=jsonable(score.as_json()) if score else {},
-                    calibration=jsonable(score.calibration) if score else {},
+                    calibration=score.calibration if score else {},
                     decision=result.decision.reason,
                 )
+                version_id = (await registry.record_versions(conn, [new]))[SYMBOL]
             report.versions[SYMBOL] = version
         async with self._pool.acquire() as conn, conn.transaction():
             move = await registry.move_pointer(
