@@ -67,6 +67,13 @@ def _doors(with_airflow: bool) -> None:
     env = stack.env(config)
     typer.secho("\nDoors", bold=True)
     typer.echo(f"  dashboard       {base}/")
+    typer.echo(
+        f"  instruments     {base}/instruments/crypto, /instruments/equity, … (a page per kind)"
+    )
+    typer.echo(
+        f"  gold valuation  {base}/valuation  (once 505 daily closes and the FRED series are "
+        "in: docs/valuation.md)"
+    )
     typer.echo(f"  API docs        {base}/docs  (OpenAPI: {base}/openapi.json)")
     typer.echo(
         f"  MinIO console   http://{config.host}:{config.s3_console_port}/  user "
