@@ -401,10 +401,12 @@ async def test_database_connection_lost_mid_stream_retries_without_losing_ticks(
         killed = 0
 
         async def store_then_kill(batch: Decoded) -> None:
-            # After the second batch, the server kills the sink's session for real.
+            # After the first batch (of at most 50: at least 50 ticks are still to store),
+            # the server kills the sink's session for real. (After the second, the last batch
+            # could already have been stored: nothing would use the dead session.)
             nonlocal killed
             await store(batch)
-            if sink.stats.batches == 2:
+            if sink.stats.batches == 1:
                 killed = await admin.fetchval(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid() "
