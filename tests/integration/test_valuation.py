@@ -219,6 +219,13 @@ async def test_valuation_retrains_on_loads_records_its_fit_and_answers_the_api(
             assert replay.status == "unchanged"
             assert replay.unchanged == [SYMBOL]
 
+            # Its versions and pointer through the models endpoints, like any symbol's.
+            versions = await api.get(f"/v1/models/{SYMBOL}/versions")
+            assert versions.status_code == 200, versions.text
+            assert gbm[0]["version"] in {v["version"] for v in versions.json()}
+            production = (await api.get(f"/v1/models/{SYMBOL}/production")).json()
+            assert production["candidate"] == decision["chosen"]
+
             page = await api.get("/valuation")
             assert page.status_code == 200
             assert "valuation.js" in page.text
