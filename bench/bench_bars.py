@@ -154,7 +154,17 @@ async def main(n_instruments: int, years: int) -> None:
         end_to_end = len(bars) / (publish_s + drain_s)
         print(f"publish + drain, one after other {end_to_end:>10,.0f} bars/s", flush=True)
 
-        # A replay of the same topic from the start: nothing is written twice.
+        # A replay of the same topic from the start: nothing is written twice. The bar loop
+        # resumes from the positions it stored with its batches (whatever the Kafka group);
+        # forgetting them makes it read the whole topic again, as a restore to before the
+        # load would.
+        conn = await asyncpg.connect(pg.url)
+        try:
+            await conn.execute(
+                "DELETE FROM pipeline.consumer_positions WHERE consumer = 'sink-bars'"
+            )
+        finally:
+            await conn.close()
         replay = SinkSettings(
             postgres=pg,
             kafka=kafka,

@@ -220,9 +220,9 @@ async def test_valuation_retrains_on_loads_records_its_fit_and_answers_the_api(
             assert replay.unchanged == [SYMBOL]
 
             # Its versions and pointer through the models endpoints, like any symbol's.
-            versions = await api.get(f"/v1/models/{SYMBOL}/versions")
-            assert versions.status_code == 200, versions.text
-            assert gbm[0]["version"] in {v["version"] for v in versions.json()}
+            listed = await api.get(f"/v1/models/{SYMBOL}/versions")
+            assert listed.status_code == 200, listed.text
+            assert gbm[0]["version"] in {v["version"] for v in listed.json()}
             production = (await api.get(f"/v1/models/{SYMBOL}/production")).json()
             assert production["candidate"] == decision["chosen"]
 
