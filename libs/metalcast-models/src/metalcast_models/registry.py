@@ -193,6 +193,39 @@ async def lock_symbols(conn: asyncpg.Connection, symbols: Sequence[str]) -> None
     )
 
 
+async def reserve_version(conn: asyncpg.Connection, symbol: str) -> int:
+    """In a transaction: the next version number of ``symbol``, held for this transaction
+    (its advisory lock, :func:`lock_symbols`) until the version is recorded."""
+    await lock_symbols(conn, [symbol])
+    return await next_version(conn, symbol)
+
+
+def upload_artifact(
+    s3: S3Client,
+    bucket: str,
+    prefix: str,
+    symbol: str,
+    version: int,
+    path: str | Path,
+    *,
+    sha256: str,
+    run_id: int,
+) -> str:
+    """Upload a version's model file to ``{prefix}{symbol}/{version}/{file name}``, its sha256
+    and run id as metadata (one PUT: model files are small); its ``s3://`` URI. Blocking:
+    call it in a thread."""
+    file = Path(path)
+    key = f"{prefix}{symbol}/{version}/{file.name}"
+    with file.open("rb") as body:
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            Metadata={"sha256": sha256, "run-id": str(run_id)},
+        )
+    return f"s3://{bucket}/{key}"
+
+
 @dataclass(frozen=True)
 class NewVersion:
     """A version to record (``ml.model_versions``), before it has an id."""

@@ -105,17 +105,18 @@ async def _version(
         decision = f"{verb}: {versus}; production v{current.version} had ratio {prod_ratio:.4f}"
     sha = sha256_of(result.model_path)
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('model:' || $1))", symbol)
-        version = await registry.next_version(conn, symbol)
-        key = f"{prefix}{symbol}/{version}/{result.model_path.name}"
-        await asyncio.to_thread(
-            s3.upload_file,
-            str(result.model_path),
+        version = await registry.reserve_version(conn, symbol)
+        uri = await asyncio.to_thread(
+            registry.upload_artifact,
+            s3,
             bucket,
-            key,
-            ExtraArgs={"Metadata": {"sha256": sha, "run-id": str(run_id)}},
+            prefix,
+            symbol,
+            version,
+            result.model_path,
+            sha256=sha,
+            run_id=run_id,
         )
-        uri = f"s3://{bucket}/{key}"
         version_id = await registry.record_version(
             conn,
             symbol=symbol,

@@ -490,23 +490,22 @@ class InstrumentBatches:
     ) -> dict[str, str | BaseException]:
         """Upload each model file (side by side, a few at a time); its URI, or what went
         wrong, by symbol."""
-        bucket = self._settings.s3.models_bucket
         gate = asyncio.Semaphore(8)
-
-        def put(path: Path, key: str, sha256: str) -> None:
-            self._s3.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=path.read_bytes(),
-                Metadata={"sha256": sha256, "run-id": str(run_id)},
-            )
 
         async def one(symbol: str, number: int, o: InstrumentOutcome) -> str:
             assert o.saved is not None
-            key = f"{self._cfg.models_prefix}{symbol}/{number}/{o.saved.path.name}"
             async with gate:
-                await asyncio.to_thread(put, o.saved.path, key, o.saved.sha256)
-            return f"s3://{bucket}/{key}"
+                return await asyncio.to_thread(
+                    registry.upload_artifact,
+                    self._s3,
+                    self._settings.s3.models_bucket,
+                    self._cfg.models_prefix,
+                    symbol,
+                    number,
+                    o.saved.path,
+                    sha256=o.saved.sha256,
+                    run_id=run_id,
+                )
 
         outcomes = await asyncio.gather(
             *(one(symbol, number, o) for symbol, number, o in files), return_exceptions=True

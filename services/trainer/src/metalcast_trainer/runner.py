@@ -471,15 +471,17 @@ class TrainingRunner:
         bucket = self._settings.s3.models_bucket
         async with self._pool.acquire() as conn, conn.transaction():
             # One writer per symbol at a time: versions are numbered without gaps.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('model:' || $1))", symbol)
-            version = await registry.next_version(conn, symbol)
-            key = f"{self._cfg.models_prefix}{symbol}/{version}/{saved.path.name}"
-            await asyncio.to_thread(
-                self._s3.upload_file,
-                str(saved.path),
+            version = await registry.reserve_version(conn, symbol)
+            uri = await asyncio.to_thread(
+                registry.upload_artifact,
+                self._s3,
                 bucket,
-                key,
-                ExtraArgs={"Metadata": {"sha256": saved.sha256, "run-id": str(report.run_id)}},
+                self._cfg.models_prefix,
+                symbol,
+                version,
+                saved.path,
+                sha256=saved.sha256,
+                run_id=report.run_id,
             )
             new = registry.version_of_fit(
                 result,
@@ -488,7 +490,7 @@ class TrainingRunner:
                 version=version,
                 run_id=report.run_id,
                 model_class=model_class,
-                artifact_uri=f"s3://{bucket}/{key}",
+                artifact_uri=uri,
                 candidate=decision.chosen.name,
                 candidate_key=decision.chosen.key,
                 window_hash=digest,

@@ -274,17 +274,18 @@ class ValuationTrainer:
         except ValueError:
             return None
 
-    async def _upload(self, path: Path, symbol: str, version: int, run_id: int) -> str:
-        bucket = self._settings.s3.models_bucket
-        key = f"{self._settings.trainer.models_prefix}{symbol}/{version}/{path.name}"
-        await asyncio.to_thread(
-            self._s3.upload_file,
-            str(path),
-            bucket,
-            key,
-            ExtraArgs={"Metadata": {"sha256": sha256_of(path), "run-id": str(run_id)}},
+    async def _upload(self, path: Path, sha256: str, version: int, run_id: int) -> str:
+        return await asyncio.to_thread(
+            registry.upload_artifact,
+            self._s3,
+            self._settings.s3.models_bucket,
+            self._settings.trainer.models_prefix,
+            SYMBOL,
+            version,
+            path,
+            sha256=sha256,
+            run_id=run_id,
         )
-        return f"s3://{bucket}/{key}"
 
     async def _record_gbm(
         self,
@@ -308,9 +309,8 @@ class ValuationTrainer:
         days = result.fitted.index
         chosen = result.scores.get(gbm.key)
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('model:' || $1))", SYMBOL)
-            version = await registry.next_version(conn, SYMBOL)
-            uri = await self._upload(path, SYMBOL, version, report.run_id)
+            version = await registry.reserve_version(conn, SYMBOL)
+            uri = await self._upload(path, sha, version, report.run_id)
             search = fit.search.as_json() if fit.search else {}
             version_id = await registry.record_version(
                 conn,
@@ -432,9 +432,8 @@ class ValuationTrainer:
                 )
             score = result.scores.get(chosen.key)
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('model:' || $1))", SYMBOL)
-                version = await registry.next_version(conn, SYMBOL)
-                uri = await self._upload(saved.path, SYMBOL, version, report.run_id)
+                version = await registry.reserve_version(conn, SYMBOL)
+                uri = await self._upload(saved.path, saved.sha256, version, report.run_id)
                 new = registry.version_of_fit(
                     fitted,
                     saved,
