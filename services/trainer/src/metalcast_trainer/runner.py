@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -83,6 +83,62 @@ class RunReport:
     # Per metal: the seconds its backtest and its production fit took ("backtest_s", "fit_s").
     symbol_timings: dict[str, dict[str, float]] = field(default_factory=dict)
     error: str | None = None
+
+
+def _scratch(root: Path, prefix: str) -> Path:
+    """A new folder under ``root`` (created if missing) for one run's files."""
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+
+
+async def recorded_run(
+    pool: asyncpg.Pool,
+    work_root: Path,
+    label: str,
+    train: Callable[[RunReport, Path], Awaitable[None]],
+    *,
+    trigger: str,
+    batch_id: uuid.UUID | None,
+    events: int,
+    family: str,
+    x_size: int,
+    y_size: int,
+    candidates: Sequence[Mapping[str, Any]],
+    on_failure: Callable[[RunReport], Awaitable[None]] | None = None,
+) -> RunReport:
+    """One training run as ``ml.training_runs`` records it: started, ``train(report, work)``
+    in a scratch folder of its own (removed after), finished with its status, error, window
+    and timings. A ``train`` that raises makes a failed run with the cause (``on_failure``
+    may record more), never an exception out of here."""
+    started = time.perf_counter()
+    async with pool.acquire() as conn:
+        run_id = await store.start_run(
+            conn, trigger, batch_id, events, family, x_size, y_size, candidates
+        )
+    report = RunReport(run_id=run_id, status="running")
+    work = _scratch(work_root, f"{label}{run_id}-")
+    try:
+        await train(report, work)
+    except Exception as exc:  # recorded with its cause, never raised out of the loop
+        log.exception("%s %s failed", label, run_id)
+        report.status = "failed"
+        report.error = f"{type(exc).__name__}: {exc}"
+        if on_failure is not None:
+            await on_failure(report)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report.timings["total_s"] = round(time.perf_counter() - started, 4)
+    async with pool.acquire() as conn:
+        await store.finish_run(
+            conn,
+            run_id,
+            report.status,
+            report.error,
+            report.window_start,
+            report.window_end,
+            report.timings,
+        )
+    return report
 
 
 class TrainingRunner:
@@ -189,42 +245,22 @@ class TrainingRunner:
     async def run(
         self, trigger: str, batch_id: uuid.UUID | None = None, events: int = 0
     ) -> RunReport:
-        started = time.perf_counter()
-        async with self._pool.acquire() as conn:
-            run_id = await store.start_run(
-                conn,
-                trigger,
-                batch_id,
-                events,
-                ",".join(c.name for c in self.candidates),
-                self._cfg.x_size,
-                self._cfg.y_size,
-                [c.describe() for c in self.candidates],
-            )
-        report = RunReport(run_id=run_id, status="running")
-        work = Path(tempfile.mkdtemp(prefix=f"run{run_id}-", dir=self._work_dir()))
-        try:
-            await self._train(report, work)
-        except Exception as exc:
-            log.exception("training run %s failed", run_id)
-            report.status = "failed"
-            report.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        report.timings["total_s"] = round(time.perf_counter() - started, 4)
-        async with self._pool.acquire() as conn:
-            await store.finish_run(
-                conn,
-                run_id,
-                report.status,
-                report.error,
-                report.window_start,
-                report.window_end,
-                report.timings,
-            )
+        report = await recorded_run(
+            self._pool,
+            self._cfg.work_dir,
+            "run",
+            self._train,
+            trigger=trigger,
+            batch_id=batch_id,
+            events=events,
+            family=",".join(c.name for c in self.candidates),
+            x_size=self._cfg.x_size,
+            y_size=self._cfg.y_size,
+            candidates=[c.describe() for c in self.candidates],
+        )
         log.info(
             "run %s %s: promoted %s, unchanged %s, failed %s in %.2f s",
-            run_id,
+            report.run_id,
             report.status,
             report.promoted,
             report.unchanged,
@@ -233,10 +269,6 @@ class TrainingRunner:
         )
         await self._retention()
         return report
-
-    def _work_dir(self) -> Path:
-        self._cfg.work_dir.mkdir(parents=True, exist_ok=True)
-        return self._cfg.work_dir
 
     async def _train(self, report: RunReport, work: Path) -> None:
         pending, self._pending = self._pending, None

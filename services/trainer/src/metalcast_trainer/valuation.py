@@ -18,8 +18,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -53,7 +51,7 @@ from metalcast_models.valuation.data import (
 from metalcast_trainer import store
 from metalcast_trainer.config import TrainerSettings
 from metalcast_trainer.evaluation import fit_and_save
-from metalcast_trainer.runner import RunReport
+from metalcast_trainer.runner import RunReport, recorded_run
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -132,46 +130,35 @@ class ValuationTrainer:
         self, trigger: str, batch_id: uuid.UUID | None = None, events: int = 0
     ) -> RunReport:
         cfg = self.config
-        started = time.perf_counter()
-        async with self._pool.acquire() as conn:
-            run_id = await store.start_run(
-                conn,
-                trigger,
-                batch_id,
-                events,
-                FAMILY,
-                cfg.x_size,
-                1,
-                [c.describe() for c in cfg.candidates()],
-            )
-        report = RunReport(run_id=run_id, status="running")
-        self._settings.trainer.work_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(
-            tempfile.mkdtemp(prefix=f"valuation{run_id}-", dir=self._settings.trainer.work_dir)
-        )
-        try:
-            await self._train(report, cfg, work)
-        except Exception as exc:  # recorded with its cause, never raised out of the loop
-            log.exception("valuation run %s failed", run_id)
-            report.status = "failed"
-            report.error = f"{type(exc).__name__}: {exc}"
+
+        async def failed(report: RunReport) -> None:
+            assert report.error is not None
             report.failed[SYMBOL] = report.error
             async with self._pool.acquire() as conn:
-                await store.record_result(conn, run_id, SYMBOL, "failed", reason=report.error)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        report.timings["total_s"] = round(time.perf_counter() - started, 4)
-        async with self._pool.acquire() as conn:
-            await store.finish_run(
-                conn,
-                run_id,
-                report.status,
-                report.error,
-                report.window_start,
-                report.window_end,
-                report.timings,
-            )
-        log.info("valuation run %s %s in %.1f s", run_id, report.status, report.timings["total_s"])
+                await store.record_result(
+                    conn, report.run_id, SYMBOL, "failed", reason=report.error
+                )
+
+        report = await recorded_run(
+            self._pool,
+            self._settings.trainer.work_dir,
+            "valuation",
+            lambda report, work: self._train(report, cfg, work),
+            trigger=trigger,
+            batch_id=batch_id,
+            events=events,
+            family=FAMILY,
+            x_size=cfg.x_size,
+            y_size=1,
+            candidates=[c.describe() for c in cfg.candidates()],
+            on_failure=failed,
+        )
+        log.info(
+            "valuation run %s %s in %.1f s",
+            report.run_id,
+            report.status,
+            report.timings["total_s"],
+        )
         return report
 
     async def _train(self, report: RunReport, cfg: ValuationConfig, work: Path) -> None:
