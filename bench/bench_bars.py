@@ -31,15 +31,12 @@ from decimal import Decimal
 import asyncpg
 
 from metalcast import stack
+from metalcast.stack import world
 from metalcast_core import (
     Catalogue,
     Instrument,
-    KafkaSettings,
-    PostgresSettings,
     PriceBar,
-    ensure_topics,
     make_producer,
-    migrate,
     upsert_instruments,
 )
 from metalcast_ingestor.publisher import BarPublisher
@@ -92,24 +89,13 @@ def _row(bar: PriceBar) -> tuple[object, ...]:
 async def main(n_instruments: int, years: int) -> None:
     load_start = os.getloadavg()
     stack.up()
-    env = stack.env()
-    base = PostgresSettings(url=env["METALCAST_POSTGRES__URL"])
-    db = f"bench_bars_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(base.url)
-    await admin.execute(f'CREATE DATABASE "{db}"')
-    pg = base.with_database(db)
-    kafka = KafkaSettings(
-        bootstrap_servers=env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"],
-        topic_prefix=f"benchbars{uuid.uuid4().hex[:6]}.",
-    )
-    try:
+    async with world.isolated_world(stack.env(), label="bench_bars") as w:
+        pg, kafka = w.postgres, w.kafka
         settings = SinkSettings(
             postgres=pg,
             kafka=kafka,
             sink=SinkSection(bars_group_id=f"bench-{uuid.uuid4().hex[:6]}"),
         )
-        await migrate(pg, settings.migrations_dir)
-        await ensure_topics(kafka)
         bars = make_bars(n_instruments, years)
         symbols = sorted({b.symbol for b in bars})
         conn = await asyncpg.connect(pg.url)
@@ -196,9 +182,6 @@ async def main(n_instruments: int, years: int) -> None:
             f"ratios to raw COPY: drain {len(bars) / drain_s / raw:.2f}, "
             f"publish + drain {end_to_end / raw:.2f}; load at end {os.getloadavg()[0]:.2f}"
         )
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        await admin.close()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ import asyncpg
 import httpx
 
 from metalcast import stack
-from metalcast_core import KafkaSettings, PostgresSettings, ensure_topics, make_producer, migrate
+from metalcast.stack import world
+from metalcast_core import make_producer
 from metalcast_ingestor.publisher import MacroPublisher
 from metalcast_ingestor.runner import fetch_macro
 from metalcast_ingestor.sources import FredSource, RetryPolicy
@@ -81,24 +82,13 @@ def fred_answer(series: str, since: int, end: date) -> dict[str, Any]:
 async def main(since: int) -> None:
     load_start = os.getloadavg()
     stack.up()
-    env = stack.env()
-    base = PostgresSettings(url=env["METALCAST_POSTGRES__URL"])
-    db = f"bench_macro_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(base.url)
-    await admin.execute(f'CREATE DATABASE "{db}"')
-    pg = base.with_database(db)
-    kafka = KafkaSettings(
-        bootstrap_servers=env["METALCAST_KAFKA__BOOTSTRAP_SERVERS"],
-        topic_prefix=f"benchmacro{uuid.uuid4().hex[:6]}.",
-    )
-    try:
+    async with world.isolated_world(stack.env(), label="bench_macro") as w:
+        pg, kafka = w.postgres, w.kafka
         settings = SinkSettings(
             postgres=pg,
             kafka=kafka,
             sink=SinkSection(macro_group_id=f"bench-{uuid.uuid4().hex[:6]}"),
         )
-        await migrate(pg, settings.migrations_dir)
-        await ensure_topics(kafka)
         end = date(2026, 11, 27)
         bodies = {s: json.dumps(fred_answer(s, since, end)).encode() for s in SERIES}
         rows = sum(len(json.loads(b)["observations"]) for b in bodies.values())
@@ -157,9 +147,6 @@ async def main(since: int) -> None:
             f"replay (all {again.received:,} again)              {rows / replay_s:>10,.0f} "
             f"rows/s, {again.rows_written} written; load at end {os.getloadavg()[0]:.2f}"
         )
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        await admin.close()
 
 
 if __name__ == "__main__":
