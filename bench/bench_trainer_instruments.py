@@ -53,6 +53,7 @@ from metalcast_core import (
     make_s3_client,
     upsert_instruments,
 )
+from metalcast_sink.bars import BAR_COLUMNS
 from metalcast_trainer.bootstrap import run_trainer
 from metalcast_trainer.config import TrainerSection, TrainerSettings
 from metalcast_trainer.instruments import LazyProcessPool
@@ -61,18 +62,8 @@ from metalcast_trainer.runner import TrainingRunner
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
-COLUMNS = (
-    "symbol",
-    "source",
-    "date",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "currency",
-    "fetched_at",
-)
+# The bars table's columns, raw payload included (None here).
+COLUMNS = BAR_COLUMNS
 
 
 def _bars(symbols: list[str], days: list[datetime], rng: random.Random) -> list[tuple[object, ...]]:
@@ -83,7 +74,9 @@ def _bars(symbols: list[str], days: list[datetime], rng: random.Random) -> list[
         for day in days:
             price *= math.exp(rng.gauss(0, 0.01))
             p = Decimal(f"{price:.4f}")
-            rows.append((symbol, "alphavantage", day.date(), p, p, p, p, Decimal(1000), "USD", now))
+            rows.append(
+                (symbol, "alphavantage", day.date(), p, p, p, p, Decimal(1000), "USD", now, None)
+            )
     return rows
 
 

@@ -85,6 +85,22 @@ class RunReport:
     error: str | None = None
 
 
+async def promote_version(
+    conn: asyncpg.Connection, run_id: int, symbol: str, version_id: int, reason: str
+) -> PointerMove | None:
+    """The trainer moves ``symbol``'s production pointer to ``version_id`` for run
+    ``run_id`` (noted with ``reason``); a pinned pointer stays where it is (``None``)."""
+    return await registry.move_pointer(
+        conn,
+        symbol,
+        version_id,
+        action="promote",
+        by="trainer",
+        note=f"run {run_id}: {reason}",
+        respect_pin=True,
+    )
+
+
 def _scratch(root: Path, prefix: str) -> Path:
     """A new folder under ``root`` (created if missing) for one run's files."""
     root.mkdir(parents=True, exist_ok=True)
@@ -533,14 +549,8 @@ class TrainingRunner:
             version_id = (await registry.record_versions(conn, [new]))[symbol]
             move = None
             if decision.move_pointer:
-                move = await registry.move_pointer(
-                    conn,
-                    symbol,
-                    version_id,
-                    action="promote",
-                    by="trainer",
-                    note=f"run {report.run_id}: {decision.reason}",
-                    respect_pin=True,
+                move = await promote_version(
+                    conn, report.run_id, symbol, version_id, decision.reason
                 )
             status = "promoted" if move is not None else "pinned"
             reason = decision.reason
@@ -574,14 +584,8 @@ class TrainingRunner:
         async with self._pool.acquire() as conn, conn.transaction():
             move = None
             if decision.move_pointer and not existing.in_production:
-                move = await registry.move_pointer(
-                    conn,
-                    symbol,
-                    existing.id,
-                    action="promote",
-                    by="trainer",
-                    note=f"run {report.run_id}: {decision.reason}",
-                    respect_pin=True,
+                move = await promote_version(
+                    conn, report.run_id, symbol, existing.id, decision.reason
                 )
             await store.record_result(
                 conn,

@@ -51,7 +51,7 @@ from metalcast_models.valuation.data import (
 from metalcast_trainer import store
 from metalcast_trainer.config import TrainerSettings
 from metalcast_trainer.evaluation import fit_and_save
-from metalcast_trainer.runner import RunReport, recorded_run
+from metalcast_trainer.runner import RunReport, promote_version, recorded_run
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -323,14 +323,8 @@ class ValuationTrainer:
             )
             await self._record_fit(conn, version_id, report.run_id, result, promote)
             if promote:
-                move = await registry.move_pointer(
-                    conn,
-                    SYMBOL,
-                    version_id,
-                    action="promote",
-                    by="trainer",
-                    note=f"run {report.run_id}: {result.decision.reason}",
-                    respect_pin=True,
+                move = await promote_version(
+                    conn, report.run_id, SYMBOL, version_id, result.decision.reason
                 )
                 if move is not None:
                     report.promoted[SYMBOL] = version
@@ -439,14 +433,8 @@ class ValuationTrainer:
                 version_id = (await registry.record_versions(conn, [new]))[SYMBOL]
             report.versions[SYMBOL] = version
         async with self._pool.acquire() as conn, conn.transaction():
-            move = await registry.move_pointer(
-                conn,
-                SYMBOL,
-                version_id,
-                action="promote",
-                by="trainer",
-                note=f"run {report.run_id}: {result.decision.reason}",
-                respect_pin=True,
+            move = await promote_version(
+                conn, report.run_id, SYMBOL, version_id, result.decision.reason
             )
         if move is not None:
             report.promoted[SYMBOL] = version
